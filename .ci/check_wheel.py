@@ -1,0 +1,29 @@
+"""Check that the built wheel and sdist carry every template, static file and migration."""
+
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+dist = Path(sys.argv[1])
+package = root / "django_motp"
+wanted = sorted(
+    str(path.relative_to(root))
+    for folder in ("templates", "static", "migrations")
+    for path in (package / folder).rglob("*")
+    if path.is_file() and "__pycache__" not in path.parts
+)
+if not any("migrations/0001" in name for name in wanted):
+    sys.exit("no initial migration found in django_motp/migrations")
+
+wheel = next(dist.glob("*.whl"))
+in_wheel = set(zipfile.ZipFile(wheel).namelist())
+sdist = next(dist.glob("*.tar.gz"))
+in_sdist = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+
+missing = [f"wheel: {n}" for n in wanted if n not in in_wheel]
+missing += [f"sdist: {n}" for n in wanted if n not in in_sdist]
+if missing:
+    sys.exit("missing from the distributions:\n  " + "\n  ".join(missing))
+print(f"{wheel.name} and {sdist.name} carry all {len(wanted)} templates, static files and migrations")

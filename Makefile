@@ -1,0 +1,57 @@
+# django-motp: `make test` and `make demo` are the two set-up commands (see README.rst).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+SANDBOX_PORT ?= 8765
+DEMO_PORT ?= 8000
+
+.PHONY: test test-sqlite test-postgres demo lint type check-migrations dist bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-%: setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[$*]'
+	touch $@
+
+## The whole suite: SQLite first, then the PostgreSQL-only tests (skipped when it is absent).
+test: test-sqlite test-postgres
+
+test-sqlite: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
+
+test-postgres: $(VENV)/.installed-test
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m postgres $(PYTEST_ARGS)
+
+## The example shop against the sandbox gateway: http://127.0.0.1:$(DEMO_PORT)/admin/ (admin / admin).
+demo: $(VENV)/.installed-demo
+	cd example_project && ../$(PY) manage.py migrate --noinput
+	cd example_project && ../$(PY) manage.py demo_setup
+	@echo "Sandbox gateway on http://127.0.0.1:$(SANDBOX_PORT)/ (the buyer's phone)."
+	@echo "Shop admin on http://127.0.0.1:$(DEMO_PORT)/admin/ (user admin, password admin)."
+	cd example_project && trap 'kill 0' EXIT INT TERM; \
+		../$(PY) -m django_motp.sandbox --port $(SANDBOX_PORT) & \
+		../$(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check django_motp tests example_project bench
+	$(VENV)/bin/ruff format --check django_motp tests example_project bench
+
+type: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy django_motp
+
+check-migrations: $(VENV)/.installed-test
+	$(PY) -m django makemigrations django_motp --check --dry-run --settings=tests.settings
+
+dist: $(VENV)/.installed-dev
+	rm -rf dist build
+	$(PY) -m build --outdir dist .
+	$(PY) .ci/check_wheel.py dist
+
+bench: $(VENV)/.installed-test
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

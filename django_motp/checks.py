@@ -1,6 +1,7 @@
 """System checks for ``settings.MOTP``.
 
-- ``django_motp.E001``: a required key (``BASE_URL``, ``USERNAME``, ``PASSWORD``) is missing or empty.
+- ``django_motp.E001``: a required key (``BASE_URL``, ``USERNAME``, ``PASSWORD``) is missing
+  or empty.
 - ``django_motp.E002``: a value is malformed (a ``BASE_URL`` that is not http(s), a negative or
   non-numeric interval, an unknown endpoint name, ...).
 - ``django_motp.W001``: ``BASE_URL`` points at the local sandbox while ``DEBUG`` is False.
@@ -33,9 +34,7 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def _malformed(key: str, problem: str, hint: str) -> Error:
-    return Error(
-        f"settings.MOTP[{key!r}] {problem}.", hint=hint, id="django_motp.E002"
-    )
+    return Error(f"settings.MOTP[{key!r}] {problem}.", hint=hint, id="django_motp.E002")
 
 
 def _is_number(value: Any) -> bool:
@@ -61,14 +60,10 @@ def _check_values(conf: dict[str, Any]) -> list[Error]:
         value = conf[key]
         if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
             bound = "zero or more" if zero_ok else "more than zero"
-            errors.append(
-                _malformed(key, f"is {value!r}", f"Give a number of seconds, {bound}.")
-            )
+            errors.append(_malformed(key, f"is {value!r}", f"Give a number of seconds, {bound}."))
     if "LATE_CHECKS" in conf:
         value = conf["LATE_CHECKS"]
-        if not isinstance(value, list | tuple) or not all(
-            _is_number(v) and v > 0 for v in value
-        ):
+        if not isinstance(value, list | tuple) or not all(_is_number(v) and v > 0 for v in value):
             errors.append(
                 _malformed(
                     "LATE_CHECKS",
@@ -96,7 +91,9 @@ def _check_values(conf: dict[str, Any]) -> list[Error]:
             if bad:
                 errors.append(
                     _malformed(
-                        "ENDPOINTS", f"has empty or non-string paths for {bad}", "Give each a path."
+                        "ENDPOINTS",
+                        f"has empty or non-string paths for {bad}",
+                        "Give each a path.",
                     )
                 )
     if "FEE_RATE" in conf:
@@ -114,22 +111,30 @@ def _check_values(conf: dict[str, Any]) -> list[Error]:
         not isinstance(conf["SERVICE_ID"], int) or isinstance(conf["SERVICE_ID"], bool)
     ):
         errors.append(
-            _malformed("SERVICE_ID", f"is {conf['SERVICE_ID']!r}", "Give the integer service id.")
+            _malformed(
+                "SERVICE_ID",
+                f"is {conf['SERVICE_ID']!r}",
+                "Give the integer service id.",
+            )
         )
     if "CURRENCY" in conf and not (
         isinstance(conf["CURRENCY"], str) and len(conf["CURRENCY"]) == 3
     ):
         errors.append(
-            _malformed("CURRENCY", f"is {conf['CURRENCY']!r}", "Give an ISO code such as 'USD'.")
+            _malformed(
+                "CURRENCY",
+                f"is {conf['CURRENCY']!r}",
+                "Give an ISO code such as 'USD'.",
+            )
         )
     if "PENDING_MESSAGES" in conf:
         value = conf["PENDING_MESSAGES"]
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, str) and v for v in value
-        ):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             errors.append(
                 _malformed(
-                    "PENDING_MESSAGES", f"is {value!r}", "Give a list of non-empty strings."
+                    "PENDING_MESSAGES",
+                    f"is {value!r}",
+                    "Give a list of non-empty strings.",
                 )
             )
     return errors

@@ -75,7 +75,9 @@ def _postgres_url_unreachable() -> str | None:
     parts = urlsplit(url)
     if _reachable(parts.hostname or "127.0.0.1", parts.port or 5432):
         return None
-    return f"needs PostgreSQL at {parts.hostname}:{parts.port or 5432} (DATABASE_URL), not reachable"
+    return (
+        f"needs PostgreSQL at {parts.hostname}:{parts.port or 5432} (DATABASE_URL), not reachable"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

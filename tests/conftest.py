@@ -12,6 +12,8 @@ import socket
 import pytest
 from django.db import connection
 
+from tests.celery_app import app as celery_app  # noqa: F401  (the default Celery app)
+
 pytest_plugins = ["django_motp.testing"]
 
 REQUIRE_SERVICES = os.environ.get("MOTP_REQUIRE_SERVICES") == "1"
@@ -92,3 +94,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def signal_log():
+    """Every django_motp signal sent during the test, as (signal name, pk, extra) tuples."""
+    from django_motp import signals
+
+    log: list[tuple] = []
+    receivers = []
+    for name in (
+        "payment_succeeded",
+        "payment_failed",
+        "payment_expired",
+        "payment_status_changed",
+        "refund_succeeded",
+        "refund_failed",
+        "refund_status_changed",
+    ):
+
+        def receiver(sender, name=name, **kwargs):
+            obj = kwargs.get("payment") or kwargs.get("refund")
+            change = (kwargs["old_status"], kwargs["new_status"]) if "old_status" in kwargs else ()
+            log.append((name, obj.pk, *change))
+
+        getattr(signals, name).connect(receiver, weak=False)
+        receivers.append((getattr(signals, name), receiver))
+    yield log
+    for signal, receiver in receivers:
+        signal.disconnect(receiver)

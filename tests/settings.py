@@ -86,6 +86,9 @@ MOTP = {
     "STORE_ID": "10001",
 }
 
+# Polls enqueued by the services go to an in-memory broker that nothing consumes, unless a test
+# starts a real worker on Redis (tests/test_tasks_worker.py).
+CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = False
 
 LOGGING = {

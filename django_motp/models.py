@@ -1,0 +1,231 @@
+"""Payments, refunds and the API call log.
+
+States only change in ``django_motp.services``, through conditional UPDATEs; nothing else should
+write ``status``, ``refunded_amount`` or ``reserved_amount``. The money rules hold in the database
+too: amounts are positive and ``0 <= refunded_amount <= reserved_amount <= amount``, where
+``reserved_amount`` is the sum of the payment's refunds that have not failed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+#: The largest amount the gateway takes: 9,999,999,999.99.
+MAX_AMOUNT = Decimal("9999999999.99")
+
+
+class Payment(models.Model):
+    """One payment taken through the gateway, identified there by ``out_trade_no``."""
+
+    class Method(models.TextChoices):
+        NATIVE = "native", _("QR code (buyer scans)")
+        QUICK = "quick", _("Payment code (cashier scans)")
+        JSAPI = "jsapi", _("In-wallet (JSAPI)")
+
+    class Status(models.TextChoices):
+        CREATED = "created", _("Created")
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+
+    #: States regular polling stops at. Failed and expired ones still get the late-success checks.
+    FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.EXPIRED})
+    #: States a late "paid" answer can still turn into succeeded.
+    UNPAID_STATUSES = frozenset({Status.CREATED, Status.PENDING, Status.FAILED, Status.EXPIRED})
+
+    out_trade_no = models.CharField(_("order number"), max_length=32, unique=True)
+    method = models.CharField(_("method"), max_length=8, choices=Method.choices)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.CREATED
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    fee_rate = models.DecimalField(
+        _("buyer fee rate (%)"), max_digits=5, decimal_places=2, default=Decimal("0")
+    )
+    service_id = models.PositiveIntegerField(_("service id"))
+    store_id = models.CharField(_("store id"), max_length=32)
+    sub_store_id = models.CharField(_("sub store id"), max_length=64, blank=True)
+    sub_store_name = models.CharField(_("sub store name"), max_length=64, blank=True)
+    qr_code = models.CharField(_("QR code"), max_length=512, blank=True)
+    transaction_id = models.CharField(_("wallet transaction id"), max_length=64, blank=True)
+    refunded_amount = models.DecimalField(
+        _("refunded"), max_digits=12, decimal_places=2, default=Decimal("0")
+    )
+    reserved_amount = models.DecimalField(
+        _("refunds not failed"),
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text=_("Sum of the refunds that have not failed, pending ones included."),
+    )
+    reference = models.CharField(_("reference"), max_length=255, blank=True, db_index=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    message = models.CharField(_("gateway message"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    paid_at = models.DateTimeField(_("paid"), null=True, blank=True)
+    settled_at = models.DateTimeField(
+        _("settled"), null=True, blank=True, help_text=_("When it reached its final state.")
+    )
+    deadline_at = models.DateTimeField(
+        _("deadline"), null=True, blank=True, help_text=_("When an unpaid payment expires.")
+    )
+    next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
+    late_checks_done = models.PositiveSmallIntegerField(_("late checks done"), default=0)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at"]
+        permissions = [("refund_payment", _("Can refund payments"))]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"], name="motp_payment_due"),
+            models.Index(fields=["-created_at"], name="motp_payment_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="motp_payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0)
+                & Q(refunded_amount__lte=F("reserved_amount"))
+                & Q(reserved_amount__lte=F("amount")),
+                name="motp_payment_refunds_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.out_trade_no} {self.amount} {self.currency} ({self.status})"
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        """What can still be refunded: the amount less every refund that has not failed."""
+        if self.status != self.Status.SUCCEEDED:
+            return Decimal("0.00")
+        return self.amount - self.reserved_amount
+
+    @property
+    def buyer_total(self) -> Decimal:
+        """What the buyer pays: the amount plus ``fee_rate`` percent, to the cent."""
+        fee = (self.amount * self.fee_rate / 100).quantize(Decimal("0.01"))
+        return self.amount + fee
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class Refund(models.Model):
+    """A full or partial refund of a succeeded payment, identified by ``out_refund_no``."""
+
+    class Status(models.TextChoices):
+        CREATED = "created", _("Created")
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED})
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment")
+    )
+    out_refund_no = models.CharField(_("refund number"), max_length=32, unique=True)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.CREATED
+    )
+    message = models.CharField(_("gateway message"), max_length=255, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    deadline_at = models.DateTimeField(_("deadline"), null=True, blank=True)
+    next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"], name="motp_refund_due"),
+            models.Index(fields=["-created_at"], name="motp_refund_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="motp_refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.out_refund_no} {self.amount} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class ApiCallQuerySet(models.QuerySet["ApiCall"]):
+    def older_than(self, days: int) -> ApiCallQuerySet:
+        return self.filter(created_at__lt=timezone.now() - timedelta(days=days))
+
+
+class ApiCall(models.Model):
+    """One HTTP call to the gateway, secrets already redacted by the client."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", _("OK")
+        DECLINED = "declined", _("Refused by the gateway")
+        AUTH_FAILED = "auth_failed", _("Authentication failed")
+        TRANSPORT_ERROR = "transport_error", _("No usable answer")
+
+    operation = models.CharField(_("operation"), max_length=16)
+    out_trade_no = models.CharField(_("order number"), max_length=32, blank=True, db_index=True)
+    out_refund_no = models.CharField(_("refund number"), max_length=32, blank=True)
+    url = models.CharField(_("URL"), max_length=512)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    request = models.JSONField(_("request"), default=dict)
+    response = models.JSONField(_("answer"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+
+    objects = ApiCallQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API call")
+        verbose_name_plural = _("API calls")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.outcome} ({self.duration_ms} ms)"
+
+    @classmethod
+    def record(cls, call: Any) -> ApiCall:
+        """Store a ``django_motp.client.CallRecord``."""
+        return cls.objects.create(
+            operation=call.operation,
+            out_trade_no=call.out_trade_no[:32],
+            out_refund_no=call.out_refund_no[:32],
+            url=call.url[:512],
+            http_status=call.http_status,
+            outcome=call.outcome,
+            duration_ms=call.duration_ms,
+            request=call.request,
+            response=call.response,
+            error=call.error,
+        )

@@ -1,0 +1,74 @@
+"""When a payment or refund is checked next: pure functions of the row's times and ``now``.
+
+- Quick and JSAPI pay: every ``POLL_INTERVAL`` until ``QUICK_PAY_DEADLINE`` after creation, as the
+  gateway's spec advises (3 s for 45 s).
+- Native pay: every ``POLL_INTERVAL`` for the first minute, then a tenth of the payment's age, at
+  most ``NATIVE_MAX_INTERVAL``, until ``NATIVE_PAY_DEADLINE``.
+- Refunds: the same age-proportional back-off, at most ``REFUND_MAX_INTERVAL``, until
+  ``REFUND_DEADLINE``.
+- Failed and expired payments: once at each ``LATE_CHECKS`` offset after they settled.
+
+A check is never scheduled past the deadline, so the check that expires a row runs on time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from .conf import motp_settings
+
+#: The first minute of a native QR is polled at full speed: that is when buyers pay.
+NATIVE_FAST_PERIOD = 60
+NATIVE_MAX_INTERVAL = 60
+REFUND_MAX_INTERVAL = 300
+
+
+def _backoff(age: float, fast_period: float, ceiling: float) -> float:
+    interval = float(motp_settings.POLL_INTERVAL)
+    if age <= fast_period:
+        return interval
+    return max(interval, min(ceiling, age / 10))
+
+
+def payment_deadline(method: str, created_at: datetime) -> datetime:
+    """When a payment of ``method`` created at ``created_at`` stops being worth waiting for."""
+    seconds = (
+        motp_settings.NATIVE_PAY_DEADLINE
+        if method == "native"
+        else motp_settings.QUICK_PAY_DEADLINE
+    )
+    return created_at + timedelta(seconds=seconds)
+
+
+def payment_interval(method: str, age: float) -> float:
+    """Seconds until the next check of a pending payment that is ``age`` seconds old."""
+    if method == "native":
+        return _backoff(age, NATIVE_FAST_PERIOD, NATIVE_MAX_INTERVAL)
+    return float(motp_settings.POLL_INTERVAL)
+
+
+def next_payment_check(
+    method: str, created_at: datetime, deadline_at: datetime, now: datetime
+) -> datetime:
+    """The next check of a pending payment, never later than its deadline."""
+    age = (now - created_at).total_seconds()
+    return min(now + timedelta(seconds=payment_interval(method, age)), max(deadline_at, now))
+
+
+def late_check(settled_at: datetime, done: int) -> datetime | None:
+    """The late-success check after ``done`` of them, or None when all ``LATE_CHECKS`` are done."""
+    offsets = sorted(motp_settings.LATE_CHECKS)
+    if done >= len(offsets):
+        return None
+    return settled_at + timedelta(seconds=offsets[done])
+
+
+def refund_deadline(created_at: datetime) -> datetime:
+    return created_at + timedelta(seconds=motp_settings.REFUND_DEADLINE)
+
+
+def next_refund_check(created_at: datetime, deadline_at: datetime, now: datetime) -> datetime:
+    """The next check of an unsettled refund, never later than its deadline."""
+    age = (now - created_at).total_seconds()
+    interval = _backoff(age, NATIVE_FAST_PERIOD, REFUND_MAX_INTERVAL)
+    return min(now + timedelta(seconds=interval), max(deadline_at, now))

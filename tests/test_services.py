@@ -1,0 +1,556 @@
+"""The payment lifecycle against the sandbox gateway: states, signals, refunds, call log."""
+
+import logging
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_motp.testing import (
+    AUTH_CODE_DECLINED,
+    AUTH_CODE_NEVER_PAID,
+    AUTH_CODE_PAID,
+    AUTH_CODE_PIN,
+    AUTH_CODE_REFUND_PROCESSING,
+    AUTH_CODE_REFUND_REFUSED,
+    AUTH_CODE_USERPAYING,
+)
+
+from django_motp import services, signals
+from django_motp.exceptions import MOTPConfigurationError
+from django_motp.models import ApiCall, Payment, Refund
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+S = Payment.Status
+R = Refund.Status
+
+
+def paid_payment(amount="10.00", auth_code=AUTH_CODE_PAID, **options):
+    payment = services.create_quick_payment(Decimal(amount), auth_code, **options)
+    assert payment.status == S.SUCCEEDED
+    return payment
+
+
+def move_past_deadline(obj):
+    """Move the row's deadline into the past: the clock, as far as the services can tell."""
+    type(obj).objects.filter(pk=obj.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+
+
+# Creating payments ------------------------------------------------------------------------------
+
+
+def test_native_payment_is_saved_then_pending_with_a_qr_code(motp_sandbox, signal_log):
+    payment = services.create_native_payment(Decimal("19.90"), reference="order 42")
+    payment.refresh_from_db()
+    assert payment.status == S.PENDING
+    assert payment.qr_code.startswith("weixin://")
+    assert payment.amount == Decimal("19.90")
+    assert payment.reference == "order 42"
+    assert payment.next_check_at is not None
+    assert signal_log == [("payment_status_changed", payment.pk, "created", "pending")]
+
+
+def test_native_payment_paid_by_the_buyer_succeeds_once(motp_sandbox, signal_log):
+    payment = services.create_native_payment(Decimal("5.00"))
+    assert services.sync_payment(payment).status == S.PENDING
+    motp_sandbox.pay(payment.out_trade_no)
+    assert services.sync_payment(payment).status == S.SUCCEEDED
+    assert services.sync_payment(payment).status == S.SUCCEEDED
+    payment.refresh_from_db()
+    assert payment.paid_at is not None
+    assert payment.next_check_at is None
+    assert [e for e in signal_log if e[0] == "payment_succeeded"] == [
+        ("payment_succeeded", payment.pk)
+    ]
+
+
+def test_quick_payment_paid_at_once(motp_sandbox, signal_log):
+    payment = paid_payment("12.34")
+    payment.refresh_from_db()
+    assert payment.transaction_id
+    assert signal_log == [
+        ("payment_status_changed", payment.pk, "created", "succeeded"),
+        ("payment_succeeded", payment.pk),
+    ]
+
+
+def test_jsapi_payment_paid(motp_sandbox):
+    payment = services.create_jsapi_payment("3.00", AUTH_CODE_PAID)
+    assert payment.status == S.SUCCEEDED
+    assert payment.method == Payment.Method.JSAPI
+
+
+def test_buyer_typing_a_pin_within_the_timeout(motp_sandbox):
+    motp_sandbox.configure(pin_delay=0.3)
+    assert services.create_quick_payment("1.00", AUTH_CODE_PIN).status == S.SUCCEEDED
+
+
+def test_pin_slower_than_the_timeout_stays_pending_then_polling_settles(
+    motp_sandbox, settings, signal_log
+):
+    settings.MOTP = {**settings.MOTP, "QUICK_PAY_TIMEOUT": 0.3}
+    motp_sandbox.configure(pin_delay=1)
+    payment = services.create_quick_payment("1.00", AUTH_CODE_PIN)
+    assert payment.status == S.PENDING  # a timeout is never a failure
+    wait_until(lambda: services.sync_payment(payment).status == S.SUCCEEDED)
+    assert [e[0] for e in signal_log].count("payment_succeeded") == 1
+
+
+def test_userpaying_is_pending_then_paid(motp_sandbox):
+    motp_sandbox.configure(pay_delay=0.3)
+    payment = services.create_quick_payment("1.00", AUTH_CODE_USERPAYING)
+    assert payment.status == S.PENDING
+    assert "USERPAYING" in payment.message
+    wait_until(lambda: services.sync_payment(payment).status == S.SUCCEEDED)
+
+
+def test_declined_payment_fails_once_and_is_watched_for_a_late_success(motp_sandbox, signal_log):
+    payment = services.create_quick_payment("1.00", AUTH_CODE_DECLINED)
+    payment.refresh_from_db()
+    assert payment.status == S.FAILED
+    assert "insufficient balance" in payment.message
+    assert payment.next_check_at is not None  # the first late-success check
+    assert signal_log == [
+        ("payment_status_changed", payment.pk, "created", "failed"),
+        ("payment_failed", payment.pk),
+    ]
+
+
+def test_lost_answer_after_the_gateway_took_the_payment(motp_sandbox, signal_log):
+    motp_sandbox.fault("502", operation="quick_pay", when="after")
+    payment = services.create_quick_payment("7.00", AUTH_CODE_PAID)
+    assert payment.status == S.PENDING
+    assert services.sync_payment(payment).status == S.SUCCEEDED
+    assert [e[0] for e in signal_log].count("payment_succeeded") == 1
+    assert motp_sandbox.calls("quick_pay") == 1  # never retried blindly
+
+
+@pytest.mark.parametrize("kind", ["reset", "cutoff", "504", "html", "nodata"])
+def test_no_usable_answer_is_never_a_failure(motp_sandbox, kind):
+    motp_sandbox.fault(kind, operation="quick_pay", when="before")
+    payment = services.create_quick_payment("7.00", AUTH_CODE_PAID)
+    assert payment.status == S.PENDING
+    # The gateway never saw it: "not found" keeps it pending until the deadline, then expired.
+    assert services.sync_payment(payment).status == S.PENDING
+    move_past_deadline(payment)
+    assert services.sync_payment(payment).status == S.EXPIRED
+
+
+def test_native_payment_whose_qr_code_was_lost_expires_at_the_quick_deadline(motp_sandbox):
+    motp_sandbox.fault("reset", operation="native_pay", when="before")
+    payment = services.create_native_payment("2.00")
+    payment.refresh_from_db()
+    assert payment.status == S.PENDING
+    assert payment.qr_code == ""
+    assert payment.deadline_at <= payment.created_at + timedelta(seconds=45)
+
+
+def test_never_paid_expires_then_a_late_success_turns_it_succeeded(motp_sandbox, signal_log):
+    payment = services.create_quick_payment("4.00", AUTH_CODE_NEVER_PAID)
+    assert payment.status == S.PENDING
+    move_past_deadline(payment)
+    assert services.sync_payment(payment).status == S.EXPIRED
+    payment.refresh_from_db()
+    assert payment.next_check_at == payment.settled_at + timedelta(seconds=60)
+    motp_sandbox.pay(payment.out_trade_no)
+    assert services.sync_payment(payment).status == S.SUCCEEDED
+    names = [e[0] for e in signal_log]
+    assert names.count("payment_expired") == 1
+    assert names.count("payment_succeeded") == 1
+    assert ("payment_status_changed", payment.pk, "expired", "succeeded") in signal_log
+
+
+def test_late_checks_follow_the_offsets_then_stop(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "LATE_CHECKS": [60, 300]}
+    payment = services.create_quick_payment("4.00", AUTH_CODE_DECLINED)
+    payment.refresh_from_db()
+    settled = payment.settled_at
+    assert payment.next_check_at == settled + timedelta(seconds=60)
+    services.sync_payment(payment)
+    assert payment.next_check_at == settled + timedelta(seconds=300)
+    services.sync_payment(payment)
+    assert payment.next_check_at is None
+    checks = motp_sandbox.calls("check_payment")
+    assert services.sync_payment(payment).status == S.FAILED
+    assert motp_sandbox.calls("check_payment") == checks  # nothing more to check
+
+
+def test_bad_credentials_fail_the_payment_with_a_clear_message(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "PASSWORD": "wrong"}
+    payment = services.create_quick_payment("1.00", AUTH_CODE_PAID)
+    assert payment.status == S.FAILED
+    assert "authentication failed" in payment.message.lower()
+    assert "wrong" not in payment.message
+
+
+@pytest.mark.parametrize(
+    ("amount", "auth_code", "options", "field"),
+    [
+        (Decimal("0"), AUTH_CODE_PAID, {}, "amount"),
+        (Decimal("-1.00"), AUTH_CODE_PAID, {}, "amount"),
+        ("abc", AUTH_CODE_PAID, {}, "amount"),
+        (Decimal("1.001"), AUTH_CODE_PAID, {}, "amount"),
+        (19.9, AUTH_CODE_PAID, {}, "amount"),
+        (Decimal("10000000000.00"), AUTH_CODE_PAID, {}, "amount"),
+        ("1.00", "1346abc", {}, "auth_code"),
+        ("1.00", "123", {}, "auth_code"),
+        ("1.00", "", {}, "auth_code"),
+        ("1.00", AUTH_CODE_PAID, {"sub_store_name": "x" * 65}, "sub_store_name"),
+        ("1.00", AUTH_CODE_PAID, {"out_trade_no": "has space"}, "out_trade_no"),
+        ("1.00", AUTH_CODE_PAID, {"out_trade_no": "X" * 33}, "out_trade_no"),
+        ("1.00", AUTH_CODE_PAID, {"fee_rate": Decimal("101")}, "fee_rate"),
+        ("1.00", AUTH_CODE_PAID, {"fee_rate": "0.001"}, "fee_rate"),
+        ("1.00", AUTH_CODE_PAID, {"metadata": {"when": object()}}, "metadata"),
+        ("1.00", AUTH_CODE_PAID, {"service_id": 0}, "service_id"),
+    ],
+)
+def test_bad_input_is_refused_before_any_call_and_leaves_no_row(
+    motp_sandbox, amount, auth_code, options, field
+):
+    with pytest.raises(ValidationError) as caught:
+        services.create_quick_payment(amount, auth_code, **options)
+    assert field in caught.value.message_dict
+    assert Payment.objects.count() == 0
+    assert motp_sandbox.calls() == 0
+
+
+def test_every_problem_is_listed_at_once(motp_sandbox):
+    with pytest.raises(ValidationError) as caught:
+        services.create_quick_payment("-1", "x", sub_store_name="y" * 70)
+    assert set(caught.value.message_dict) == {"amount", "auth_code", "sub_store_name"}
+
+
+def test_a_used_out_trade_no_is_refused(motp_sandbox):
+    paid_payment(out_trade_no="SHOP-1")
+    with pytest.raises(ValidationError, match="already used"):
+        services.create_native_payment("1.00", out_trade_no="SHOP-1")
+    assert Payment.objects.count() == 1
+
+
+def test_missing_configuration_is_raised_before_anything_is_saved(motp_sandbox, settings):
+    settings.MOTP = {k: v for k, v in settings.MOTP.items() if k != "PASSWORD"}
+    with pytest.raises(MOTPConfigurationError, match="PASSWORD"):
+        services.create_native_payment("1.00")
+    assert Payment.objects.count() == 0
+
+
+def test_no_store_id_is_a_validation_error(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "STORE_ID": ""}
+    with pytest.raises(ValidationError) as caught:
+        services.create_native_payment("1.00")
+    assert "store_id" in caught.value.message_dict
+
+
+def test_generated_numbers_are_unique_and_fit_the_gateway(motp_sandbox):
+    numbers = {services.create_native_payment("1.00").out_trade_no for _ in range(5)}
+    assert len(numbers) == 5
+    assert all(len(n) <= 32 for n in numbers)
+
+
+# Signals ----------------------------------------------------------------------------------------
+
+
+def test_two_threads_syncing_the_same_payment_send_one_signal(motp_sandbox, signal_log):
+    payment = services.create_native_payment("9.00")
+    motp_sandbox.pay(payment.out_trade_no)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def sync():
+        try:
+            barrier.wait()
+            results.append(services.sync_payment(Payment.objects.get(pk=payment.pk)).status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [S.SUCCEEDED, S.SUCCEEDED]
+    assert [e[0] for e in signal_log].count("payment_succeeded") == 1
+    assert signal_log.count(("payment_status_changed", payment.pk, "pending", "succeeded")) == 1
+
+
+def test_signals_wait_for_the_commit(motp_sandbox, signal_log):
+    payment = services.create_native_payment("9.00")
+    motp_sandbox.pay(payment.out_trade_no)
+    signal_log.clear()
+    with transaction.atomic():
+        services.sync_payment(payment)
+        assert signal_log == []
+    assert ("payment_succeeded", payment.pk) in signal_log
+
+
+def test_signals_are_not_sent_when_the_transaction_rolls_back(motp_sandbox, signal_log):
+    payment = services.create_native_payment("9.00")
+    motp_sandbox.pay(payment.out_trade_no)
+    signal_log.clear()
+
+    def sync_then_fail():
+        with transaction.atomic():
+            services.sync_payment(payment)
+            raise RuntimeError("the caller's own code failed")
+
+    with pytest.raises(RuntimeError):
+        sync_then_fail()
+    assert signal_log == []
+    assert Payment.objects.get(pk=payment.pk).status == S.PENDING
+
+
+def test_a_failing_receiver_is_logged_and_breaks_nothing(motp_sandbox, signal_log, caplog):
+    def broken(sender, **kwargs):
+        raise ValueError("receiver bug")
+
+    signals.payment_succeeded.connect(broken)
+    try:
+        payment = paid_payment()
+    finally:
+        signals.payment_succeeded.disconnect(broken)
+    assert Payment.objects.get(pk=payment.pk).status == S.SUCCEEDED
+    assert ("payment_succeeded", payment.pk) in signal_log
+    assert "receiver bug" in caplog.text
+
+
+# Refunds ----------------------------------------------------------------------------------------
+
+
+def test_full_refund(motp_sandbox, signal_log):
+    payment = paid_payment("10.00")
+    refund = services.refund_payment(payment, reason="changed mind")
+    assert refund.status == R.SUCCEEDED
+    assert refund.amount == Decimal("10.00")
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("10.00")
+    assert payment.refundable_amount == Decimal("0")
+    assert [e for e in signal_log if e[0].startswith("refund")] == [
+        ("refund_status_changed", refund.pk, "created", "pending"),
+        ("refund_status_changed", refund.pk, "pending", "succeeded"),
+        ("refund_succeeded", refund.pk),
+    ]
+
+
+def test_partial_refunds_add_up(motp_sandbox):
+    payment = paid_payment("10.00")
+    for amount in ("3.00", "2.50", "4.50"):
+        assert services.refund_payment(payment, Decimal(amount)).status == R.SUCCEEDED
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("10.00")
+    assert sum(r.amount for r in payment.refunds.all()) == Decimal("10.00")
+    with pytest.raises(ValidationError, match="nothing left"):
+        services.refund_payment(payment)
+
+
+def test_over_refund_is_refused_with_no_row_and_no_call(motp_sandbox):
+    payment = paid_payment("10.00")
+    services.refund_payment(payment, "6.00")
+    refunds_sent = motp_sandbox.calls("refund")
+    with pytest.raises(ValidationError) as caught:
+        services.refund_payment(payment, "4.01")
+    assert "At most 4.00" in caught.value.message_dict["amount"][0]
+    assert Refund.objects.count() == 1
+    assert motp_sandbox.calls("refund") == refunds_sent
+
+
+@pytest.mark.parametrize("amount", ["0", "-1", "0.001", 1.5])
+def test_bad_refund_amounts_are_refused(motp_sandbox, amount):
+    payment = paid_payment("10.00")
+    with pytest.raises(ValidationError):
+        services.refund_payment(payment, amount)
+    assert Refund.objects.count() == 0
+
+
+def test_refunding_an_unpaid_payment_is_refused(motp_sandbox):
+    payment = services.create_native_payment("5.00")
+    with pytest.raises(ValidationError, match="Only succeeded payments"):
+        services.refund_payment(payment)
+    assert Refund.objects.count() == 0
+    assert motp_sandbox.calls("refund") == 0
+
+
+def test_processing_refund_counts_against_refundable_then_settles(motp_sandbox, signal_log):
+    motp_sandbox.configure(refund_delay=0.3)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.PENDING
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("6.00")
+    assert payment.refunded_amount == Decimal("0")
+    with pytest.raises(ValidationError):
+        services.refund_payment(payment, "6.01")
+    wait_until(lambda: services.sync_refund(refund).status == R.SUCCEEDED)
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("4.00")
+    assert [e[0] for e in signal_log].count("refund_succeeded") == 1
+
+
+def test_refused_refund_fails_and_frees_the_amount(motp_sandbox, signal_log):
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_REFUSED)
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.FAILED
+    assert "REFUNDNOTALLOWED" in refund.message
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("10.00")
+    assert [e[0] for e in signal_log].count("refund_failed") == 1
+
+
+def test_unknown_refund_outcome_is_resent_with_the_same_number(motp_sandbox, signal_log):
+    payment = paid_payment("10.00")
+    motp_sandbox.fault("reset", operation="refund", when="after")
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.CREATED  # the gateway may or may not have it
+    assert services.sync_refund(refund).status == R.SUCCEEDED
+    sent = ApiCall.objects.filter(operation="refund").values_list("out_refund_no", flat=True)
+    assert list(sent) == [refund.out_refund_no, refund.out_refund_no]
+    assert len(motp_sandbox.refunds(payment.out_trade_no)) == 1
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("4.00")
+    assert [e[0] for e in signal_log].count("refund_succeeded") == 1
+
+
+def test_refund_never_received_is_resent_and_settles(motp_sandbox):
+    payment = paid_payment("10.00")
+    motp_sandbox.fault("502", operation="refund", when="before")
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.CREATED
+    assert motp_sandbox.refunds(payment.out_trade_no) == []
+    assert services.sync_refund(refund).status == R.SUCCEEDED
+
+
+def test_status_of_an_older_refund_is_matched_by_its_number(motp_sandbox):
+    motp_sandbox.configure(refund_delay=60)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    first = services.refund_payment(payment, "1.00")
+    second = services.refund_payment(payment, "2.00")
+    assert (first.status, second.status) == (R.PENDING, R.PENDING)
+    motp_sandbox.configure(refund_delay=0)
+    assert services.sync_refund(first).status == R.SUCCEEDED
+    assert services.sync_refund(second).status == R.SUCCEEDED
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("3.00")
+
+
+def test_refund_unconfirmed_at_its_deadline_fails(motp_sandbox, signal_log):
+    motp_sandbox.configure(refund_delay=60)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = services.refund_payment(payment, "4.00")
+    move_past_deadline(refund)
+    assert services.sync_refund(refund).status == R.FAILED
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("10.00")
+    assert ("refund_failed", refund.pk) in signal_log
+
+
+def test_a_used_refund_number_is_refused(motp_sandbox):
+    payment = paid_payment("10.00")
+    services.refund_payment(payment, "1.00", out_refund_no="RF-1")
+    with pytest.raises(ValidationError, match="already used"):
+        services.refund_payment(payment, "1.00", out_refund_no="RF-1")
+
+
+def test_database_refuses_refunds_above_the_amount(motp_sandbox):
+    payment = paid_payment("10.00")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Payment.objects.filter(pk=payment.pk).update(reserved_amount=Decimal("10.01"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Payment.objects.filter(pk=payment.pk).update(refunded_amount=Decimal("1.00"))
+
+
+# The API call log -------------------------------------------------------------------------------
+
+
+def test_every_call_is_logged_with_secrets_redacted(motp_sandbox, settings, caplog):
+    caplog.set_level(logging.DEBUG, logger="django_motp")
+    payment = paid_payment("10.00")
+    services.refund_payment(payment, "1.00")
+    services.create_quick_payment("1.00", AUTH_CODE_DECLINED)
+    operations = list(ApiCall.objects.order_by("pk").values_list("operation", flat=True))
+    assert operations == ["token", "quick_pay", "refund", "check_refund", "quick_pay"]
+    call = ApiCall.objects.filter(operation="quick_pay").first()
+    assert call.out_trade_no
+    assert call.http_status == 200
+    assert call.duration_ms >= 0
+    assert call.request["auth_code"] == "[redacted]"
+    dump = repr(list(ApiCall.objects.values())) + caplog.text
+    for secret in (settings.MOTP["PASSWORD"], AUTH_CODE_PAID, AUTH_CODE_DECLINED):
+        assert secret not in dump
+    token = services.get_client().get_token()
+    assert token not in dump
+
+
+def test_call_log_can_be_switched_off(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "LOG_API_CALLS": False}
+    paid_payment()
+    assert ApiCall.objects.count() == 0
+
+
+def test_purge_command_deletes_old_rows(motp_sandbox):
+    paid_payment()
+    old = ApiCall.objects.count()
+    ApiCall.objects.update(created_at=timezone.now() - timedelta(days=40))
+    paid_payment()
+    recent = ApiCall.objects.count() - old
+    assert old > 0
+    assert recent > 0
+    call_command("motp_purge_api_calls", "--days", "30")
+    assert ApiCall.objects.count() == recent
+    assert not ApiCall.objects.filter(created_at__lt=timezone.now() - timedelta(days=30)).exists()
+
+
+# Row locks (PostgreSQL) -------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_concurrent_refunds_never_exceed_the_amount(motp_sandbox):
+    payment = paid_payment("10.00")
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def refund():
+        try:
+            barrier.wait()
+            outcomes.append(services.refund_payment(Payment.objects.get(pk=payment.pk), "4.00"))
+        except ValidationError as err:
+            outcomes.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refund) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refunds = [o for o in outcomes if isinstance(o, Refund)]
+    assert len(refunds) == 2
+    assert len(outcomes) == 4
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("8.00")
+    assert payment.reserved_amount == Decimal("8.00")
+
+
+@pytest.mark.postgres
+def test_concurrent_syncs_on_postgres_send_one_signal(motp_sandbox, signal_log):
+    payment = services.create_native_payment("9.00")
+    motp_sandbox.pay(payment.out_trade_no)
+    barrier = threading.Barrier(4)
+
+    def sync():
+        try:
+            barrier.wait()
+            services.sync_payment(Payment.objects.get(pk=payment.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [e[0] for e in signal_log].count("payment_succeeded") == 1

@@ -1,0 +1,144 @@
+"""Celery tasks that poll payments and refunds until settled, and the sweep behind them.
+
+The database holds the schedule (``next_check_at``); broker countdowns are only the fast path.
+Each poll first claims the row's due check (``services.claim_check``), so a duplicate delivery, a
+second worker or an outdated countdown does nothing, then calls the service and enqueues the next
+check. ``sweep`` (run it every 15 s with celery beat) claims whatever is due and was left behind by
+a lost message or a dead worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.db import DatabaseError
+from django.utils import timezone
+
+from . import services
+from .models import Payment, Refund
+
+logger = logging.getLogger(__name__)
+
+#: Checks further ahead than this are left to the sweep: Redis redelivers countdowns longer than
+#: its visibility timeout (an hour by default), and a far-off countdown holds a worker's memory.
+MAX_COUNTDOWN = 900
+#: Rows one sweep claims per model; the next sweep takes the rest.
+SWEEP_BATCH = 500
+#: Hard limit for a poll unless enqueue_poll passes one computed from TIMEOUT.
+DEFAULT_TIME_LIMIT = 120
+
+POLL_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "ignore_result": True,
+    "time_limit": DEFAULT_TIME_LIMIT,
+    "max_retries": 8,
+}
+
+
+def _due(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | None) -> None:
+    obj: Payment | Refund | None = services.claim_check(model, pk, _due(due))  # type: ignore[type-var]
+    if obj is None:
+        return  # not due, already taken by another worker, or settled
+    lease = obj.next_check_at
+    try:
+        if isinstance(obj, Payment):
+            services.sync_payment(obj)
+        else:
+            services.sync_refund(obj)
+    except DatabaseError as exc:
+        # Transient (connection lost, lock timeout): retry while our lease still stands; if it
+        # ran out, the sweep has handed the check to someone else and the retry finds nothing.
+        assert lease is not None
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=task.request.retries, maximum=60, full_jitter=True
+        )
+        raise task.retry(
+            exc=exc, countdown=countdown, kwargs={"due": lease.isoformat(), **_id_kwarg(model, pk)}
+        ) from exc
+    enqueue_poll(obj)
+
+
+def _id_kwarg(model: type[Payment] | type[Refund], pk: int) -> dict[str, int]:
+    return {"payment_id": pk} if model is Payment else {"refund_id": pk}
+
+
+@shared_task(**POLL_OPTIONS)
+def poll_payment(self: Any, payment_id: int, due: str | None = None) -> None:
+    """Check payment ``payment_id`` if its check is due (``due``: the ``next_check_at`` this run
+    was scheduled for), apply the answer, and schedule the next check while one is needed."""
+    _poll(self, Payment, payment_id, due)
+
+
+@shared_task(**POLL_OPTIONS)
+def poll_refund(self: Any, refund_id: int, due: str | None = None) -> None:
+    """Like ``poll_payment``, for refund ``refund_id``."""
+    _poll(self, Refund, refund_id, due)
+
+
+def enqueue_poll(obj: Payment | Refund) -> bool:
+    """Send the poll for ``obj``'s next check with a countdown to its ``next_check_at``.
+
+    Returns False when nothing was sent: no check is needed, the check is far enough off for
+    the sweep to take, Celery runs eagerly, or the broker is unreachable; the sweep then takes
+    the check when it is due.
+    """
+    if obj.next_check_at is None:
+        return False
+    countdown = max(0.0, (obj.next_check_at - timezone.now()).total_seconds())
+    task = poll_payment if isinstance(obj, Payment) else poll_refund
+    if countdown > MAX_COUNTDOWN or task.app.conf.task_always_eager:
+        # Eager mode cannot wait: each poll would run the next at once, hammering the gateway.
+        return False
+    limit = services.claim_lease() + 10
+    try:
+        task.apply_async(
+            args=(obj.pk,),
+            kwargs={"due": obj.next_check_at.isoformat()},
+            countdown=countdown,
+            time_limit=limit,
+            soft_time_limit=limit - 5,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        )
+    except Exception:  # any broker failure: the schedule is safe in the database
+        logger.warning(
+            "Could not enqueue the check of %s; the sweep will take it", obj, exc_info=True
+        )
+        return False
+    return True
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep(inline: bool = False) -> int:
+    """Claim every due payment and refund check and hand each to a poll (or run it here when
+    ``inline`` or the broker is unreachable). Returns how many checks were claimed.
+
+    Run it periodically, every 15 s is recommended::
+
+        CELERY_BEAT_SCHEDULE = {
+            "motp-sweep": {"task": "django_motp.tasks.sweep", "schedule": 15.0},
+        }
+    """
+    claimed = 0
+    for model, task in ((Payment, poll_payment), (Refund, poll_refund)):
+        pks, lease = services.claim_due(model, SWEEP_BATCH)
+        claimed += len(pks)
+        for pk in pks:
+            kwargs = {"due": lease.isoformat(), **_id_kwarg(model, pk)}
+            if inline:
+                task.run(**kwargs)
+                continue
+            try:
+                task.apply_async(kwargs=kwargs, retry_policy={"max_retries": 1})
+            except Exception:  # broker down: do the check here rather than wait for the lease
+                logger.warning("Broker unreachable; checking %s %s inline", model.__name__, pk)
+                task.run(**kwargs)
+    return claimed

@@ -25,14 +25,16 @@ test-sqlite: $(VENV)/.installed-test
 test-postgres: $(VENV)/.installed-test
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m postgres $(PYTEST_ARGS)
 
-## The example shop against the sandbox gateway: http://127.0.0.1:$(DEMO_PORT)/admin/ (admin / admin).
+## The example shop: the sandbox gateway, a Celery worker with beat, and the shop's web server.
 demo: $(VENV)/.installed-demo
 	cd example_project && ../$(PY) manage.py migrate --noinput
 	cd example_project && ../$(PY) manage.py demo_setup
-	@echo "Sandbox gateway on http://127.0.0.1:$(SANDBOX_PORT)/ (the buyer's phone)."
-	@echo "Shop admin on http://127.0.0.1:$(DEMO_PORT)/admin/ (user admin, password admin)."
+	@echo "Sandbox gateway (the buyer's phone): http://127.0.0.1:$(SANDBOX_PORT)/"
+	@echo "Shop admin: http://127.0.0.1:$(DEMO_PORT)/admin/ (user admin, password admin)"
+	@echo "Ctrl-C stops all three."
 	cd example_project && trap 'kill 0' EXIT INT TERM; \
-		../$(PY) -m django_motp.sandbox --port $(SANDBOX_PORT) & \
+		../$(PY) manage.py motp_sandbox --port $(SANDBOX_PORT) & \
+		../$(VENV)/bin/celery -A shop worker --beat --pool=solo --loglevel=INFO & \
 		../$(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 lint: $(VENV)/.installed-dev

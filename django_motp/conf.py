@@ -81,9 +81,7 @@ class MotpSettings:
         if name in REQUIRED:
             value = configured.get(name)
             if value in (None, ""):
-                raise MOTPConfigurationError(
-                    f"settings.MOTP[{name!r}] is required and is not set."
-                )
+                raise MOTPConfigurationError(f"settings.MOTP[{name!r}] is required and is not set.")
             return value
         if name == "ENDPOINTS":
             return {**DEFAULT_ENDPOINTS, **configured.get("ENDPOINTS", {})}

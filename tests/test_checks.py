@@ -87,7 +87,7 @@ def test_w002_unknown_key(settings):
 
 def test_checks_run_through_manage_py_check(settings):
     settings.MOTP = {**GOOD, "BASE_URL": "nope"}
-    with pytest.raises(SystemCheckError, match="django_motp.E002"):
+    with pytest.raises(SystemCheckError, match=r"django_motp\.E002"):
         call_command("check")
     settings.MOTP = GOOD
     call_command("check")

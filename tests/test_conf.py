@@ -19,7 +19,7 @@ def test_defaults_apply_to_keys_not_set(settings):
     assert motp_settings.REFUND_DEADLINE == 86400
     assert motp_settings.TOKEN_TTL == 50
     assert motp_settings.LOG_API_CALLS is True
-    assert motp_settings.FEE_RATE == Decimal("0")
+    assert Decimal("0") == motp_settings.FEE_RATE
     assert "USERPAYING" in motp_settings.PENDING_MESSAGES
 
 
@@ -34,14 +34,14 @@ def test_missing_required_key_names_it(settings, key):
 def test_configuration_error_is_improperly_configured(settings):
     settings.MOTP = {}
     with pytest.raises(ImproperlyConfigured):
-        motp_settings.PASSWORD
+        _ = motp_settings.PASSWORD
 
 
 def test_no_motp_dict_at_all(settings):
     del settings.MOTP
     assert motp_settings.TIMEOUT == 10
     with pytest.raises(MOTPConfigurationError, match="BASE_URL"):
-        motp_settings.BASE_URL
+        _ = motp_settings.BASE_URL
 
 
 def test_override_settings_takes_effect_at_once(settings):
@@ -60,9 +60,9 @@ def test_endpoints_merge_over_the_defaults(settings):
 
 def test_fee_rate_is_decimal(settings):
     settings.MOTP = {**settings.MOTP, "FEE_RATE": "2.5"}
-    assert motp_settings.FEE_RATE == Decimal("2.5")
+    assert Decimal("2.5") == motp_settings.FEE_RATE
 
 
 def test_unknown_setting_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="NOPE"):
-        motp_settings.NOPE
+        _ = motp_settings.NOPE

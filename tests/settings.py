@@ -80,7 +80,7 @@ DATABASES = {"default": _database()}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 MOTP = {
-    "BASE_URL": "http://127.0.0.1:9",
+    "BASE_URL": "https://motp-gateway.invalid",
     "USERNAME": "tests",
     "PASSWORD": "tests-password",
     "STORE_ID": "10001",

@@ -6,16 +6,16 @@ from decimal import Decimal
 
 import pytest
 import requests
+
+from django_motp import __version__
+from django_motp.client import MOTPClient, dumps
+from django_motp.exceptions import MOTPAPIError, MOTPAuthError, MOTPTransportError
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
     AUTH_CODE_PAID,
     AUTH_CODE_REFUND_PROCESSING,
     AUTH_CODE_USERPAYING,
 )
-
-from django_motp import __version__
-from django_motp.client import MOTPClient, dumps
-from django_motp.exceptions import MOTPAPIError, MOTPAuthError, MOTPTransportError
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+
+from django_motp import services, signals
+from django_motp.exceptions import MOTPConfigurationError
+from django_motp.models import ApiCall, Payment, Refund
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
     AUTH_CODE_NEVER_PAID,
@@ -19,10 +23,6 @@ from django_motp.testing import (
     AUTH_CODE_REFUND_REFUSED,
     AUTH_CODE_USERPAYING,
 )
-
-from django_motp import services, signals
-from django_motp.exceptions import MOTPConfigurationError
-from django_motp.models import ApiCall, Payment, Refund
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,10 +9,10 @@ from celery.exceptions import Retry
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
-from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_REFUND_PROCESSING
 
 from django_motp import services, tasks
 from django_motp.models import Payment, Refund
+from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_REFUND_PROCESSING
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

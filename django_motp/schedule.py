@@ -9,6 +9,9 @@
 - Failed and expired payments: once at each ``LATE_CHECKS`` offset after they settled.
 
 A check is never scheduled past the deadline, so the check that expires a row runs on time.
+A check that got no usable answer is retried on the same schedule, but at least
+``POLL_INTERVAL`` ahead, and past the deadline every ``OUTAGE_INTERVAL``: only an answer settles
+a row, and an outage should not be polled at full speed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from .conf import motp_settings
 NATIVE_FAST_PERIOD = 60
 NATIVE_MAX_INTERVAL = 60
 REFUND_MAX_INTERVAL = 300
+#: How often a row past its deadline is retried while the gateway gives no usable answer.
+OUTAGE_INTERVAL = 60
 
 
 def _backoff(age: float, fast_period: float, ceiling: float) -> float:
@@ -72,3 +77,13 @@ def next_refund_check(created_at: datetime, deadline_at: datetime, now: datetime
     age = (now - created_at).total_seconds()
     interval = _backoff(age, NATIVE_FAST_PERIOD, REFUND_MAX_INTERVAL)
     return min(now + timedelta(seconds=interval), max(deadline_at, now))
+
+
+def retry_without_answer(
+    regular: datetime, deadline_at: datetime | None, now: datetime
+) -> datetime:
+    """When to try again after a check or resend that got no usable answer; ``regular`` is when
+    the row's next check would have been."""
+    if deadline_at is None or now >= deadline_at:
+        return now + timedelta(seconds=OUTAGE_INTERVAL)
+    return max(regular, now + timedelta(seconds=float(motp_settings.POLL_INTERVAL)))

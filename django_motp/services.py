@@ -521,14 +521,10 @@ def _checked_without_answer(payment: Payment, message: str) -> None:
     """A check that got no usable answer: try again later; a deadline alone never settles it."""
     now = timezone.now()
     if payment.status in (S.CREATED, S.PENDING):
-        assert payment.deadline_at is not None
-        at = schedule.next_payment_check(
-            payment.method, payment.created_at, payment.deadline_at, now
-        )
-        at = max(at, now + timedelta(seconds=motp_settings.POLL_INTERVAL))
+        at = schedule.retry_without_answer(_next_check(payment, now), payment.deadline_at, now)
         _update_if(payment, message=_short(message), next_check_at=at)
-    else:
-        _update_if(payment, next_check_at=now + timedelta(seconds=motp_settings.POLL_INTERVAL))
+    else:  # a late-success check that could not be made: it is not counted as done
+        _update_if(payment, next_check_at=schedule.retry_without_answer(now, None, now))
 
 
 # Refunds --------------------------------------------------------------------------------------
@@ -620,12 +616,7 @@ def _submit_refund(refund: Refund) -> None:
         )
     except (MOTPTransportError, MOTPAuthError) as err:
         # Unknown outcome: resend with the same out_refund_no later; the gateway dedupes on it.
-        now = timezone.now()
-        _update_if(
-            refund,
-            message=_short(err.message),
-            next_check_at=now + timedelta(seconds=motp_settings.POLL_INTERVAL),
-        )
+        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
         return
     except MOTPAPIError as err:
         if _is_pending_message(err.message):
@@ -683,6 +674,13 @@ def sync_refund(refund: Refund) -> Refund:
     return refund
 
 
+def _refund_retry(refund: Refund) -> datetime:
+    assert refund.deadline_at is not None
+    now = timezone.now()
+    regular = schedule.next_refund_check(refund.created_at, refund.deadline_at, now)
+    return schedule.retry_without_answer(regular, refund.deadline_at, now)
+
+
 def _check_refund(refund: Refund) -> None:
     payment = refund.payment
     now = timezone.now()
@@ -693,11 +691,7 @@ def _check_refund(refund: Refund) -> None:
             payment.store_id, payment.out_trade_no, refund.out_refund_no
         )
     except (MOTPTransportError, MOTPAuthError) as err:
-        _update_if(
-            refund,
-            message=_short(err.message),
-            next_check_at=max(later, now + timedelta(seconds=motp_settings.POLL_INTERVAL)),
-        )
+        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
         return
     except MOTPAPIError as err:
         data = {"is_success": False, "message": err.message}

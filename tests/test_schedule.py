@@ -76,3 +76,11 @@ def test_refunds_back_off_to_at_most_five_minutes(age, expected):
 def test_refund_check_lands_on_its_deadline():
     deadline = schedule.refund_deadline(T0)
     assert schedule.next_refund_check(T0, deadline, at(86300)) == deadline
+
+
+def test_no_answer_is_retried_on_schedule_then_slowly_past_the_deadline():
+    deadline = at(45)
+    assert schedule.retry_without_answer(at(13), deadline, at(10)) == at(13)
+    assert schedule.retry_without_answer(at(10), deadline, at(10)) == at(13)  # at least 3 s on
+    assert schedule.retry_without_answer(at(45), deadline, at(45)) == at(105)
+    assert schedule.retry_without_answer(at(500), None, at(500)) == at(560)

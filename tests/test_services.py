@@ -554,3 +554,13 @@ def test_concurrent_syncs_on_postgres_send_one_signal(motp_sandbox, signal_log):
     for thread in threads:
         thread.join()
     assert [e[0] for e in signal_log].count("payment_succeeded") == 1
+
+
+def test_an_outage_past_the_deadline_keeps_the_payment_pending(motp_sandbox):
+    payment = services.create_quick_payment("4.00", AUTH_CODE_NEVER_PAID)
+    move_past_deadline(payment)
+    motp_sandbox.fault("502", operation="check_payment", count=2)  # the check and its retry
+    assert services.sync_payment(payment).status == S.PENDING  # no answer settles nothing
+    payment.refresh_from_db()
+    assert payment.next_check_at >= timezone.now() + timedelta(seconds=55)
+    assert services.sync_payment(payment).status == S.EXPIRED  # an answer does

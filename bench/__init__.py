@@ -1,0 +1,1 @@
+"""Benchmarks of django-motp against the sandbox gateway over loopback (``make bench``)."""

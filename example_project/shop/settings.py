@@ -80,6 +80,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_in": str(RUN_DIR / "broker"),
     "data_folder_out": str(RUN_DIR / "broker"),
     "processed_folder": str(RUN_DIR / "broker-done"),
+    "control_folder": str(RUN_DIR / "control"),
     "store_processed": False,
 }
 CELERY_BEAT_SCHEDULE = {

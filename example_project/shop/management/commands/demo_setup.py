@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = "Create the demo's admin user (admin / admin) and its run folders, if missing."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for folder in ("broker", "broker-done", "cache"):
+        for folder in ("broker", "broker-done", "control", "cache"):
             Path(settings.RUN_DIR, folder).mkdir(parents=True, exist_ok=True)
         users = get_user_model()._default_manager
         if not users.filter(username="admin").exists():

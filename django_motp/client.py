@@ -46,7 +46,10 @@ AMOUNT_FIELDS = frozenset({"amount", "refund_amount", "total_amount", "fee_amoun
 SECRET_FIELDS = frozenset({"password", "token", "auth_code", "msg"})
 REDACTED = "[redacted]"
 #: ``success: false`` messages that mean the token (not the request) was refused.
-AUTH_MESSAGE = re.compile(r"token|unauthenticated|unauthori[sz]ed", re.IGNORECASE)
+AUTH_MESSAGE = re.compile(
+    r"\btoken\b.*\b(invalid|expired|missing|required)\b|unauthenticated|unauthori[sz]ed",
+    re.IGNORECASE,
+)
 #: How often a caller waiting for another process's token fetch looks for the token.
 TOKEN_WAIT_STEP = 0.05
 
@@ -426,6 +429,7 @@ class MOTPClient:
             data = self._interpret(operation, response, payload, secrets)
         except MOTPError as err:
             err.message = redact(err.message, secrets)
+            err.args = (err.message,)  # repr() and Celery's failure logs show args
             self._report(operation, url, body, response, payload, started, secrets, err)
             raise
         self._report(operation, url, body, response, payload, started, secrets, None)

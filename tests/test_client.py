@@ -257,7 +257,7 @@ def test_secrets_never_reach_records_errors_or_logs(motp_sandbox, client, record
     with pytest.raises(MOTPTransportError):
         pay(client, "SECRET-3")
     password = client._password
-    everything = repr(records) + caplog.text + str(caught.value) + repr(caught.value.payload)
+    everything = repr(records) + caplog.text + repr(caught.value) + repr(caught.value.payload)
     for secret in (password, token, AUTH_CODE_PAID, "1346100000000abc"):
         assert secret not in everything
     assert {r.operation for r in records} >= {"token", "quick_pay"}

@@ -2,9 +2,9 @@
 
 The database holds the schedule (``next_check_at``); broker countdowns are only the fast path.
 Each poll first claims the row's due check (``services.claim_check``), so a duplicate delivery, a
-second worker or an outdated countdown does nothing, then calls the service and enqueues the next
-check. ``sweep`` (run it every 15 s with celery beat) claims whatever is due and was left behind by
-a lost message or a dead worker.
+second worker or an outdated countdown does nothing, then calls the service, which enqueues the
+next check. ``sweep`` (run it every 15 s with celery beat) claims whatever is due and was left
+behind by a lost message or a dead worker.
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | No
             factor=1, retries=task.request.retries, maximum=60, full_jitter=True
         )
         raise task.retry(
-            exc=exc, countdown=countdown, kwargs={"due": lease.isoformat(), **_id_kwarg(model, pk)}
+            exc=exc, countdown=countdown, kwargs={**_id_kwarg(model, pk), "due": lease.isoformat()}
         ) from exc
-    enqueue_poll(obj)
 
 
 def _id_kwarg(model: type[Payment] | type[Refund], pk: int) -> dict[str, int]:
@@ -101,8 +100,7 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
     limit = services.claim_lease() + 10
     try:
         task.apply_async(
-            args=(obj.pk,),
-            kwargs={"due": obj.next_check_at.isoformat()},
+            kwargs={**_id_kwarg(type(obj), obj.pk), "due": obj.next_check_at.isoformat()},
             countdown=countdown,
             time_limit=limit,
             soft_time_limit=limit - 5,

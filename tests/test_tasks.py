@@ -1,13 +1,15 @@
 """Polling decisions and the sweep, without a worker: tasks run in this process, and the
 polls they enqueue are caught on their way to the broker."""
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from celery.exceptions import Retry
 from django.core.management import CommandError, call_command
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection
+from django.db.models import F
 from django.utils import timezone
 
 from django_motp import services, tasks
@@ -52,15 +54,30 @@ def test_tasks_are_registered_under_their_contract_names():
         assert task.time_limit > 45
 
 
-def test_the_first_poll_is_enqueued_after_commit_with_its_countdown(motp_sandbox, enqueued):
-    with transaction.atomic():
-        payment = services.create_native_payment("3.00")
-        assert enqueued == []
-    [(name, args, kwargs, countdown)] = enqueued
-    assert name == "django_motp.tasks.poll_payment"
-    assert args == (payment.pk,)
+def test_the_first_poll_is_enqueued_once_the_row_is_committed(motp_sandbox, monkeypatch):
+    seen_by_another_connection = []
+
+    def apply_async(kwargs=None, countdown=None, **options):
+        def look():
+            try:
+                seen_by_another_connection.append(
+                    Payment.objects.filter(pk=kwargs["payment_id"], status=S.PENDING).exists()
+                )
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+        sent.append((kwargs, countdown))
+
+    sent = []
+    monkeypatch.setattr(tasks.poll_payment, "apply_async", apply_async)
+    payment = services.create_native_payment("3.00")
+    [(kwargs, countdown)] = sent
+    assert seen_by_another_connection == [True]  # a worker can load it
     payment.refresh_from_db()
-    assert kwargs == {"due": payment.next_check_at.isoformat()}
+    assert kwargs == {"payment_id": payment.pk, "due": payment.next_check_at.isoformat()}
     assert 2 <= countdown <= 3
 
 
@@ -82,7 +99,8 @@ def test_late_checks_within_the_countdown_window_are_enqueued(motp_sandbox, enqu
     payment = services.create_quick_payment("3.00", AUTH_CODE_DECLINED)
     [(_, _, kwargs, countdown)] = enqueued
     assert 59 <= countdown <= 60
-    tasks.poll_payment.run(payment.pk, due=kwargs["due"])
+    Payment.objects.filter(pk=payment.pk).update(settled_at=F("settled_at") - timedelta(seconds=60))
+    tasks.poll_payment.run(**kwargs)  # its time has come
     payment.refresh_from_db()
     assert payment.late_checks_done == 1
     assert len(enqueued) == 1  # the 3600 s check is beyond MAX_COUNTDOWN: the sweep's
@@ -95,7 +113,7 @@ def test_poll_checks_once_and_schedules_the_next(motp_sandbox, enqueued):
     assert motp_sandbox.calls("check_payment") == 1
     payment.refresh_from_db()
     assert payment.status == S.PENDING
-    assert enqueued[-1][2] == {"due": payment.next_check_at.isoformat()}
+    assert enqueued[-1][2] == {"payment_id": payment.pk, "due": payment.next_check_at.isoformat()}
 
 
 def test_a_duplicate_delivery_does_nothing(motp_sandbox, enqueued):
@@ -107,8 +125,6 @@ def test_a_duplicate_delivery_does_nothing(motp_sandbox, enqueued):
 
 
 def test_two_workers_polling_at_the_same_moment_check_once(motp_sandbox, signal_log, enqueued):
-    import threading
-
     payment = services.create_native_payment("3.00")
     motp_sandbox.pay(payment.out_trade_no)
     due = make_due(payment).isoformat()

@@ -56,7 +56,7 @@ class Payment(models.Model):
     store_id = models.CharField(_("store id"), max_length=32)
     sub_store_id = models.CharField(_("sub store id"), max_length=64, blank=True)
     sub_store_name = models.CharField(_("sub store name"), max_length=64, blank=True)
-    qr_code = models.CharField(_("QR code"), max_length=512, blank=True)
+    qr_code = models.TextField(_("QR code"), blank=True)
     transaction_id = models.CharField(_("wallet transaction id"), max_length=64, blank=True)
     refunded_amount = models.DecimalField(
         _("refunded"), max_digits=12, decimal_places=2, default=Decimal("0")

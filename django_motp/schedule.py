@@ -5,7 +5,8 @@
 - Native pay: every ``POLL_INTERVAL`` for the first minute, then a tenth of the payment's age, at
   most ``NATIVE_MAX_INTERVAL``, until ``NATIVE_PAY_DEADLINE``.
 - Refunds: the same age-proportional back-off, at most ``REFUND_MAX_INTERVAL``, until
-  ``REFUND_DEADLINE``.
+  ``REFUND_DEADLINE``; one the gateway still calls processing then is checked every
+  ``REFUND_MAX_INTERVAL`` until it answers.
 - Failed and expired payments: once at each ``LATE_CHECKS`` offset after they settled.
 
 A check is never scheduled past the deadline, so the check that expires a row runs on time.
@@ -35,14 +36,21 @@ def _backoff(age: float, fast_period: float, ceiling: float) -> float:
     return max(interval, min(ceiling, age / 10))
 
 
-def payment_deadline(method: str, created_at: datetime) -> datetime:
-    """When a payment of ``method`` created at ``created_at`` stops being worth waiting for."""
+def payment_deadline(method: str, start: datetime) -> datetime:
+    """When a payment of ``method`` stops being worth waiting for, counted from ``start``: the
+    moment the gateway's answer came (or did not come) back."""
     seconds = (
         motp_settings.NATIVE_PAY_DEADLINE
         if method == "native"
         else motp_settings.QUICK_PAY_DEADLINE
     )
-    return created_at + timedelta(seconds=seconds)
+    return start + timedelta(seconds=seconds)
+
+
+def call_window(call_timeout: float) -> float:
+    """Seconds a payment or refund call may take before its outcome is sure to be unknown: the
+    token fetch and its one retry, the call, and the call again after one refused token."""
+    return 3 * float(motp_settings.TIMEOUT) + 2 * float(call_timeout)
 
 
 def payment_interval(method: str, age: float) -> float:
@@ -87,3 +95,9 @@ def retry_without_answer(
     if deadline_at is None or now >= deadline_at:
         return now + timedelta(seconds=OUTAGE_INTERVAL)
     return max(regular, now + timedelta(seconds=float(motp_settings.POLL_INTERVAL)))
+
+
+def due_late_checks(settled_at: datetime, now: datetime) -> int:
+    """How many of the ``LATE_CHECKS`` offsets have passed since ``settled_at``."""
+    elapsed = (now - settled_at).total_seconds()
+    return sum(1 for offset in motp_settings.LATE_CHECKS if offset <= elapsed)

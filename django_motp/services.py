@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import F, Model
+from django.db.models.functions import Round
 from django.utils import timezone
 
 from . import schedule, signals
@@ -105,10 +106,10 @@ def _clean_amount(value: Any, field: str, errors: dict[str, str]) -> Decimal | N
         return None
     if not amount.is_finite() or amount <= 0:
         errors[field] = "The amount must be more than zero."
-    elif amount != amount.quantize(CENT):
-        errors[field] = f"{amount} has more than two decimals; amounts are in cents."
     elif amount > MAX_AMOUNT:
         errors[field] = f"The amount can be at most {MAX_AMOUNT:,}."
+    elif amount != amount.quantize(CENT):
+        errors[field] = f"{amount} has more than two decimals; amounts are in cents."
     else:
         return amount.quantize(CENT)
     return None
@@ -352,15 +353,16 @@ def _create_payment(
     client = get_client()  # a configuration error surfaces here, before anything is saved
     now = timezone.now()
     call_timeout = client.quick_pay_timeout if method != Payment.Method.NATIVE else client.timeout
+    # If this process dies mid-call, the sweep checks the row once the call must have ended.
+    call_ended = now + timedelta(seconds=schedule.call_window(call_timeout))
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):  # committed before the gateway hears of it
             payment = Payment.objects.create(
                 **fields,
                 status=S.CREATED,
                 created_at=now,
-                deadline_at=schedule.payment_deadline(method, now),
-                # If this process dies mid-call, the sweep looks once the call must have ended.
-                next_check_at=now + timedelta(seconds=call_timeout + motp_settings.POLL_INTERVAL),
+                deadline_at=schedule.payment_deadline(method, call_ended),
+                next_check_at=call_ended,
             )
     except IntegrityError as err:  # the same out_trade_no, created a moment ago elsewhere
         raise ValidationError(
@@ -397,13 +399,8 @@ def _create_payment(
     else:
         result = str(data.get("result_code") or "SUCCESS").upper()
         if method == Payment.Method.NATIVE:
-            _move(
-                payment,
-                S.PENDING,
-                {S.CREATED},
-                qr_code=_short(data.get("qr_code")),
-                message=_short(data.get("message") or result),
-                next_check_at=_next_check(payment, timezone.now()),
+            _wait_for_payment(
+                payment, data.get("message") or result, str(data.get("qr_code") or "")
             )
         elif result == "SUCCESS":
             _succeed_payment(payment, data)
@@ -419,18 +416,26 @@ def _next_check(payment: Payment, now: datetime) -> datetime:
     return schedule.next_payment_check(payment.method, payment.created_at, payment.deadline_at, now)
 
 
-def _wait_for_payment(payment: Payment, message: str) -> None:
-    """Created -> pending: the gateway has not settled it yet, or we did not hear how it did."""
-    fields: dict[str, Any] = {"message": _short(message)}
-    if payment.method == Payment.Method.NATIVE and not payment.qr_code:
-        # Nobody can pay a QR code that never reached the shop: don't wait two hours for it.
-        fields["deadline_at"] = min(
-            payment.deadline_at or payment.created_at,
-            schedule.payment_deadline(Payment.Method.QUICK, payment.created_at),
-        )
-        payment.deadline_at = fields["deadline_at"]
-    fields["next_check_at"] = _next_check(payment, timezone.now())
-    _move(payment, S.PENDING, {S.CREATED}, **fields)
+def _wait_for_payment(payment: Payment, message: str, qr_code: str = "") -> None:
+    """Created -> pending: the gateway has not settled it yet, or we did not hear how it did.
+
+    The deadline counts from now, when the call is over: the buyer gets the whole
+    ``QUICK_PAY_DEADLINE`` (or ``NATIVE_PAY_DEADLINE``) after it, whatever the call took.
+    """
+    now = timezone.now()
+    clock = payment.method
+    if payment.method == Payment.Method.NATIVE and not qr_code:
+        clock = Payment.Method.QUICK  # nobody can pay a QR code that never reached the shop
+    payment.deadline_at = schedule.payment_deadline(clock, now)
+    _move(
+        payment,
+        S.PENDING,
+        {S.CREATED},
+        message=_short(message),
+        qr_code=qr_code,
+        deadline_at=payment.deadline_at,
+        next_check_at=_next_check(payment, now),
+    )
 
 
 def _fail_payment(payment: Payment, message: str) -> None:
@@ -452,7 +457,7 @@ def _succeed_payment(payment: Payment, data: Mapping[str, Any]) -> None:
         payment,
         S.SUCCEEDED,
         Payment.UNPAID_STATUSES,
-        transaction_id=_short(data.get("transaction_id") or payment.transaction_id),
+        transaction_id=str(data.get("transaction_id") or payment.transaction_id)[:64],
         message=_short(data.get("message") or data.get("result_code") or "Paid"),
         paid_at=now,
         settled_at=now,
@@ -465,8 +470,9 @@ def sync_payment(payment: Payment) -> Payment:
 
     A "paid" answer turns any unpaid payment succeeded (also a late one, after it expired or
     failed). "Not paid yet" keeps it pending until its deadline, then expires it; for a failed or
-    expired payment it counts one late-success check. A transport or auth error changes nothing
-    but ``message`` and the next check time. Returns the payment as it now is.
+    expired payment it counts the late-success checks whose time has come. A transport or auth
+    error changes nothing but ``message`` and the next check time. The next check is enqueued
+    (after commit) while one is needed. Returns the payment as it now is.
     """
     payment.refresh_from_db()
     if payment.status == S.SUCCEEDED:
@@ -476,18 +482,19 @@ def sync_payment(payment: Payment) -> Payment:
     try:
         data = get_client().check_payment(payment.store_id, payment.out_trade_no)
     except (MOTPTransportError, MOTPAuthError) as err:
-        _checked_without_answer(payment, err.message)
-        return payment
+        data = {"no_answer": err.message}
     except MOTPAPIError as err:  # e.g. "order not found": not paid, as far as the gateway knows
         data = {"is_success": False, "message": err.message}
     answered_no = data.get("out_trade_no")
-    if answered_no and answered_no != payment.out_trade_no:
+    if "no_answer" in data:
+        _checked_without_answer(payment, data["no_answer"])
+    elif answered_no and answered_no != payment.out_trade_no:
         _checked_without_answer(payment, f"The gateway answered about {answered_no}")
-        return payment
-    if data.get("is_success") is True:
+    elif data.get("is_success") is True:
         _succeed_payment(payment, data)
     else:
         _not_paid_yet(payment, _short(data.get("message") or "Not paid"))
+    _enqueue_poll(payment)
     return payment
 
 
@@ -507,9 +514,9 @@ def _not_paid_yet(payment: Payment, message: str) -> None:
             )
         else:
             _update_if(payment, message=message, next_check_at=_next_check(payment, now))
-    else:  # failed or expired: one late-success check done
-        done = payment.late_checks_done + 1
+    else:  # failed or expired: a late-success check, counted once its offset has come
         assert payment.settled_at is not None
+        done = max(payment.late_checks_done, schedule.due_late_checks(payment.settled_at, now))
         _update_if(
             payment,
             late_checks_done=done,
@@ -543,9 +550,10 @@ def refund_payment(
     The refund is written, and its amount reserved, under a row lock of the payment before the
     gateway is called; the call happens outside the lock. An accepted refund is confirmed with a
     refund status check at once; if it is still processing, or the outcome is unknown, polling
-    settles it (resending it with the same ``out_refund_no`` when the gateway never answered).
-    Raises ``ValidationError`` if the payment is not succeeded or the amount is not refundable,
-    before any HTTP call and without saving anything.
+    settles it. Raises ``ValidationError`` if the payment is not succeeded, the amount is not
+    refundable, or another refund of the payment is still unsettled (the gateway's refund status
+    check is only sure to answer about a payment's latest refund), before any HTTP call and
+    without saving anything.
     """
     errors: dict[str, str] = {}
     wanted = None if amount is None else _clean_amount(amount, "amount", errors)
@@ -557,28 +565,9 @@ def refund_payment(
     get_client()  # a configuration error surfaces here, before anything is saved
     now = timezone.now()
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):  # committed before the gateway hears of it
             locked = Payment.objects.select_for_update().get(pk=payment.pk)
-            if locked.status != S.SUCCEEDED:
-                raise ValidationError(
-                    f"Only succeeded payments can be refunded; {locked.out_trade_no} is "
-                    f"{locked.get_status_display().lower()}.",
-                    code="not_refundable",
-                )
-            refundable = locked.refundable_amount
-            refund_amount = refundable if wanted is None else wanted
-            if refundable <= 0:
-                raise ValidationError(
-                    f"{locked.out_trade_no} has nothing left to refund.", code="nothing_left"
-                )
-            if refund_amount > refundable:
-                raise ValidationError(
-                    {
-                        "amount": f"At most {refundable} {locked.currency} can be refunded "
-                        f"(paid {locked.amount}, refunds not failed {locked.reserved_amount})."
-                    },
-                    code="too_much",
-                )
+            refund_amount = _refundable(locked, wanted)
             refund = Refund.objects.create(
                 payment=locked,
                 out_refund_no=number,
@@ -588,22 +577,53 @@ def refund_payment(
                 status=R.CREATED,
                 created_at=now,
                 deadline_at=schedule.refund_deadline(now),
-                next_check_at=now + timedelta(seconds=3 * motp_settings.TIMEOUT),
+                next_check_at=now + timedelta(seconds=schedule.call_window(motp_settings.TIMEOUT)),
             )
             Payment.objects.filter(pk=locked.pk).update(
-                reserved_amount=F("reserved_amount") + refund_amount
+                reserved_amount=Round(F("reserved_amount") + refund_amount, 2)
             )
     except IntegrityError as err:
-        raise ValidationError({"out_refund_no": f"{number} is already used."}) from err
+        if Refund.objects.filter(out_refund_no=number).exists():
+            raise ValidationError({"out_refund_no": f"{number} is already used."}) from err
+        raise
     _submit_refund(refund)
-    if refund.next_check_at is not None:
-        _enqueue_poll(refund)
+    _enqueue_poll(refund)
     payment.refresh_from_db(fields=["reserved_amount", "refunded_amount"])
     return refund
 
 
+def _refundable(locked: Payment, wanted: Decimal | None) -> Decimal:
+    """The amount to refund from ``locked`` (row-locked), or ``ValidationError`` saying why not."""
+    if locked.status != S.SUCCEEDED:
+        raise ValidationError(
+            f"Only succeeded payments can be refunded; {locked.out_trade_no} is "
+            f"{locked.get_status_display().lower()}.",
+            code="not_refundable",
+        )
+    if locked.refunds.filter(status__in=(R.CREATED, R.PENDING)).exists():
+        raise ValidationError(
+            f"A refund of {locked.out_trade_no} is still being processed; refund again once it "
+            "has settled.",
+            code="refund_in_progress",
+        )
+    refundable = locked.refundable_amount
+    if refundable <= 0:
+        raise ValidationError(
+            f"{locked.out_trade_no} has nothing left to refund.", code="nothing_left"
+        )
+    if wanted is not None and wanted > refundable:
+        raise ValidationError(
+            {
+                "amount": f"At most {refundable} {locked.currency} can be refunded "
+                f"(paid {locked.amount}, refunds not failed {locked.reserved_amount})."
+            },
+            code="too_much",
+        )
+    return refundable if wanted is None else wanted
+
+
 def _submit_refund(refund: Refund) -> None:
-    """Send the refund (again, with the same ``out_refund_no``) and apply the answer."""
+    """Send the refund and apply the answer; an unknown outcome leaves it created, to resend."""
     payment = refund.payment
     try:
         data = get_client().refund(
@@ -615,17 +635,37 @@ def _submit_refund(refund: Refund) -> None:
             reason=refund.reason,
         )
     except (MOTPTransportError, MOTPAuthError) as err:
-        # Unknown outcome: resend with the same out_refund_no later; the gateway dedupes on it.
         _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
         return
     except MOTPAPIError as err:
         if _is_pending_message(err.message):
             _refund_accepted(refund, err.message)
         else:
-            _fail_refund(refund, err.message, {R.CREATED})
+            _fail_refund(refund, err.message)
         return
     if _refund_accepted(refund, _short(data.get("result_code") or "Accepted")):
         _check_refund(refund)
+
+
+def _resend_refund(refund: Refund) -> None:
+    """A refund the gateway never acknowledged: the first send may have got through, so ask
+    about it first, and send it again (same ``out_refund_no``) only if the gateway does not know
+    it."""
+    payment = refund.payment
+    try:
+        data = get_client().check_refund(
+            payment.store_id, payment.out_trade_no, refund.out_refund_no
+        )
+    except (MOTPTransportError, MOTPAuthError) as err:
+        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
+        return
+    except MOTPAPIError:  # "refund not found": it never arrived
+        data = {}
+    if data.get("out_refund_no") == refund.out_refund_no:
+        if _refund_accepted(refund, "Accepted (found by a status check)"):
+            _apply_refund_status(refund, data)
+    else:
+        _submit_refund(refund)
 
 
 def _refund_accepted(refund: Refund, message: str) -> bool:
@@ -640,16 +680,16 @@ def _refund_accepted(refund: Refund, message: str) -> bool:
     )
 
 
-def _fail_refund(refund: Refund, message: str, allowed: set[str]) -> None:
+def _fail_refund(refund: Refund, message: str) -> None:
     def release() -> None:
         Payment.objects.filter(pk=refund.payment_id).update(
-            reserved_amount=F("reserved_amount") - refund.amount
+            reserved_amount=Round(F("reserved_amount") - refund.amount, 2)
         )
 
     _move(
         refund,
         R.FAILED,
-        allowed,
+        {R.CREATED, R.PENDING},
         message=_short(message),
         completed_at=timezone.now(),
         next_check_at=None,
@@ -658,20 +698,22 @@ def _fail_refund(refund: Refund, message: str, allowed: set[str]) -> None:
     refund.payment.refresh_from_db(fields=["reserved_amount", "refunded_amount"])
 
 
-def sync_refund(refund: Refund) -> Refund:
-    """Settle the refund one step: resend it if the gateway never acknowledged it (same
-    ``out_refund_no``), else check its status once and apply the answer. Returns the refund as it
-    now is.
+def _succeed_refund(refund: Refund, message: str) -> None:
+    def credit() -> None:
+        Payment.objects.filter(pk=refund.payment_id).update(
+            refunded_amount=Round(F("refunded_amount") + refund.amount, 2)
+        )
 
-    A refund is succeeded only when a status check about this very ``out_refund_no`` says so;
-    "still processing" keeps it pending until ``REFUND_DEADLINE``, then it fails.
-    """
-    refund.refresh_from_db()
-    if refund.status == R.CREATED:
-        _submit_refund(refund)
-    elif refund.status == R.PENDING:
-        _check_refund(refund)
-    return refund
+    _move(
+        refund,
+        R.SUCCEEDED,
+        {R.PENDING},
+        message=_short(message),
+        completed_at=timezone.now(),
+        next_check_at=None,
+        also=credit,
+    )
+    refund.payment.refresh_from_db(fields=["reserved_amount", "refunded_amount"])
 
 
 def _refund_retry(refund: Refund) -> datetime:
@@ -681,11 +723,27 @@ def _refund_retry(refund: Refund) -> datetime:
     return schedule.retry_without_answer(regular, refund.deadline_at, now)
 
 
+def sync_refund(refund: Refund) -> Refund:
+    """Settle the refund one step: if the gateway never acknowledged it, find out whether it has
+    it and resend it if not (same ``out_refund_no``); else check its status once and apply the
+    answer. The next check is enqueued (after commit) while one is needed. Returns the refund as
+    it now is.
+
+    A refund is succeeded only when a status check about this very ``out_refund_no`` says so.
+    It fails when the gateway refuses it, or at ``REFUND_DEADLINE`` when the gateway no longer
+    calls it in progress; one still processing then keeps its amount reserved and is checked on.
+    """
+    refund.refresh_from_db()
+    if refund.status == R.CREATED:
+        _resend_refund(refund)
+    elif refund.status == R.PENDING:
+        _check_refund(refund)
+    _enqueue_poll(refund)
+    return refund
+
+
 def _check_refund(refund: Refund) -> None:
     payment = refund.payment
-    now = timezone.now()
-    assert refund.deadline_at is not None
-    later = schedule.next_refund_check(refund.created_at, refund.deadline_at, now)
     try:
         data = get_client().check_refund(
             payment.store_id, payment.out_trade_no, refund.out_refund_no
@@ -695,40 +753,32 @@ def _check_refund(refund: Refund) -> None:
         return
     except MOTPAPIError as err:
         data = {"is_success": False, "message": err.message}
+    _apply_refund_status(refund, data)
+
+
+def _apply_refund_status(refund: Refund, data: Mapping[str, Any]) -> None:
+    assert refund.deadline_at is not None
+    now = timezone.now()
+    message = _short(data.get("message"))
     answered_no = data.get("out_refund_no")
-    about_this_refund = answered_no == refund.out_refund_no or (
-        not answered_no and not payment.refunds.exclude(pk=refund.pk).exists()
-    )
-    if not about_this_refund:
+    if answered_no and answered_no != refund.out_refund_no:
         _update_if(
-            refund, message=f"The gateway answered about refund {answered_no}", next_check_at=later
+            refund,
+            message=_short(f"The gateway answered about refund {answered_no}"),
+            next_check_at=_refund_retry(refund),
         )
     elif data.get("is_success") is True:
-
-        def credit() -> None:
-            Payment.objects.filter(pk=payment.pk).update(
-                refunded_amount=F("refunded_amount") + refund.amount
-            )
-
-        _move(
-            refund,
-            R.SUCCEEDED,
-            {R.PENDING},
-            message=_short(data.get("message") or "Refunded"),
-            completed_at=now,
-            next_check_at=None,
-            also=credit,
-        )
-        payment.refresh_from_db(fields=["reserved_amount", "refunded_amount"])
-    elif now >= refund.deadline_at:
-        _fail_refund(
-            refund,
-            f"Not confirmed by {refund.deadline_at:%Y-%m-%d %H:%M} UTC: "
-            f"{data.get('message') or 'no reason given'}",
-            {R.PENDING},
-        )
+        _succeed_refund(refund, message or "Refunded")
+    elif now < refund.deadline_at:
+        later = schedule.next_refund_check(refund.created_at, refund.deadline_at, now)
+        _update_if(refund, message=message, next_check_at=later)
+    elif _is_pending_message(message):
+        # Money may still move: keep the amount reserved and keep asking, slowly.
+        logger.warning("Refund %s is still in progress after its deadline", refund.out_refund_no)
+        later = now + timedelta(seconds=schedule.REFUND_MAX_INTERVAL)
+        _update_if(refund, message=message, next_check_at=later)
     else:
-        _update_if(refund, message=_short(data.get("message")), next_check_at=later)
+        _fail_refund(refund, f"Not refunded by its deadline: {message or 'no reason given'}")
 
 
 # Polling --------------------------------------------------------------------------------------
@@ -776,7 +826,16 @@ def claim_due(model: type[Payment] | type[Refund], limit: int) -> tuple[list[int
             .order_by("next_check_at")
             .values_list("pk", flat=True)[:limit]
         )
-        model._default_manager.filter(pk__in=pks).update(next_check_at=lease)
+        # Conditional: a poll may have claimed one of them since the SELECT (SQLite has no FOR
+        # UPDATE), and then it is that poll's.
+        model._default_manager.filter(pk__in=pks, next_check_at__lte=now).update(
+            next_check_at=lease
+        )
+        pks = list(
+            model._default_manager.filter(pk__in=pks, next_check_at=lease).values_list(
+                "pk", flat=True
+            )
+        )
     return pks, lease
 
 

@@ -42,6 +42,13 @@ def move_past_deadline(obj):
     type(obj).objects.filter(pk=obj.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
 
 
+def settled_ago(payment, seconds):
+    """Move the payment's settling time ``seconds`` into the past."""
+    at = timezone.now() - timedelta(seconds=seconds)
+    Payment.objects.filter(pk=payment.pk).update(settled_at=at)
+    return at
+
+
 # Creating payments ------------------------------------------------------------------------------
 
 
@@ -148,7 +155,8 @@ def test_native_payment_whose_qr_code_was_lost_expires_at_the_quick_deadline(mot
     payment.refresh_from_db()
     assert payment.status == S.PENDING
     assert payment.qr_code == ""
-    assert payment.deadline_at <= payment.created_at + timedelta(seconds=45)
+    # Nobody can pay it, so it gets the payment-code deadline, not the QR code's two hours.
+    assert payment.deadline_at <= timezone.now() + timedelta(seconds=45)
 
 
 def test_never_paid_expires_then_a_late_success_turns_it_succeeded(motp_sandbox, signal_log):
@@ -170,10 +178,14 @@ def test_late_checks_follow_the_offsets_then_stop(motp_sandbox, settings):
     settings.MOTP = {**settings.MOTP, "LATE_CHECKS": [60, 300]}
     payment = services.create_quick_payment("4.00", AUTH_CODE_DECLINED)
     payment.refresh_from_db()
+    assert payment.next_check_at == payment.settled_at + timedelta(seconds=60)
     settled = payment.settled_at
+    services.sync_payment(payment)  # early (a cashier's "check now"): no late check used up
     assert payment.next_check_at == settled + timedelta(seconds=60)
+    settled = settled_ago(payment, 61)
     services.sync_payment(payment)
     assert payment.next_check_at == settled + timedelta(seconds=300)
+    settled = settled_ago(payment, 301)
     services.sync_payment(payment)
     assert payment.next_check_at is None
     checks = motp_sandbox.calls("check_payment")
@@ -198,6 +210,7 @@ def test_bad_credentials_fail_the_payment_with_a_clear_message(motp_sandbox, set
         (Decimal("1.001"), AUTH_CODE_PAID, {}, "amount"),
         (19.9, AUTH_CODE_PAID, {}, "amount"),
         (Decimal("10000000000.00"), AUTH_CODE_PAID, {}, "amount"),
+        ("1" * 30, AUTH_CODE_PAID, {}, "amount"),
         ("1.00", "1346abc", {}, "auth_code"),
         ("1.00", "123", {}, "auth_code"),
         ("1.00", "", {}, "auth_code"),
@@ -383,12 +396,14 @@ def test_processing_refund_counts_against_refundable_then_settles(motp_sandbox, 
     payment.refresh_from_db()
     assert payment.refundable_amount == Decimal("6.00")
     assert payment.refunded_amount == Decimal("0")
-    with pytest.raises(ValidationError):
-        services.refund_payment(payment, "6.01")
+    with pytest.raises(ValidationError, match="still being processed"):
+        services.refund_payment(payment, "1.00")
     wait_until(lambda: services.sync_refund(refund).status == R.SUCCEEDED)
     payment.refresh_from_db()
     assert payment.refunded_amount == Decimal("4.00")
     assert [e[0] for e in signal_log].count("refund_succeeded") == 1
+    with pytest.raises(ValidationError, match=r"At most 6\.00"):
+        services.refund_payment(payment, "6.01")
 
 
 def test_refused_refund_fails_and_frees_the_amount(motp_sandbox, signal_log):
@@ -401,46 +416,84 @@ def test_refused_refund_fails_and_frees_the_amount(motp_sandbox, signal_log):
     assert [e[0] for e in signal_log].count("refund_failed") == 1
 
 
-def test_unknown_refund_outcome_is_resent_with_the_same_number(motp_sandbox, signal_log):
+def test_lost_refund_answer_is_found_by_a_status_check_not_resent(motp_sandbox, signal_log):
     payment = paid_payment("10.00")
     motp_sandbox.fault("reset", operation="refund", when="after")
     refund = services.refund_payment(payment, "4.00")
     assert refund.status == R.CREATED  # the gateway may or may not have it
     assert services.sync_refund(refund).status == R.SUCCEEDED
-    sent = ApiCall.objects.filter(operation="refund").values_list("out_refund_no", flat=True)
-    assert list(sent) == [refund.out_refund_no, refund.out_refund_no]
+    assert motp_sandbox.calls("refund") == 1  # it had it: nothing sent twice
     assert len(motp_sandbox.refunds(payment.out_trade_no)) == 1
     payment.refresh_from_db()
     assert payment.refunded_amount == Decimal("4.00")
     assert [e[0] for e in signal_log].count("refund_succeeded") == 1
 
 
-def test_refund_never_received_is_resent_and_settles(motp_sandbox):
+def test_refund_never_received_is_resent_with_the_same_number(motp_sandbox):
     payment = paid_payment("10.00")
     motp_sandbox.fault("502", operation="refund", when="before")
     refund = services.refund_payment(payment, "4.00")
     assert refund.status == R.CREATED
     assert motp_sandbox.refunds(payment.out_trade_no) == []
     assert services.sync_refund(refund).status == R.SUCCEEDED
+    sent = ApiCall.objects.filter(operation="refund").values_list("out_refund_no", flat=True)
+    assert list(sent) == [refund.out_refund_no, refund.out_refund_no]
+    assert len(motp_sandbox.refunds(payment.out_trade_no)) == 1
 
 
-def test_status_of_an_older_refund_is_matched_by_its_number(motp_sandbox):
+def test_a_resent_refund_the_gateway_refuses_fails(motp_sandbox):
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_REFUSED)
+    motp_sandbox.fault("502", operation="refund", when="before")
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.CREATED
+    assert services.sync_refund(refund).status == R.FAILED
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("10.00")
+
+
+def test_one_refund_at_a_time_per_payment(motp_sandbox):
     motp_sandbox.configure(refund_delay=60)
     payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
     first = services.refund_payment(payment, "1.00")
-    second = services.refund_payment(payment, "2.00")
-    assert (first.status, second.status) == (R.PENDING, R.PENDING)
+    assert first.status == R.PENDING
+    with pytest.raises(ValidationError, match="still being processed"):
+        services.refund_payment(payment, "2.00")
+    assert Refund.objects.count() == 1
     motp_sandbox.configure(refund_delay=0)
     assert services.sync_refund(first).status == R.SUCCEEDED
-    assert services.sync_refund(second).status == R.SUCCEEDED
+    assert services.refund_payment(payment, "2.00").status == R.SUCCEEDED
     payment.refresh_from_db()
     assert payment.refunded_amount == Decimal("3.00")
 
 
-def test_refund_unconfirmed_at_its_deadline_fails(motp_sandbox, signal_log):
-    motp_sandbox.configure(refund_delay=60)
+def test_cents_add_up_exactly(motp_sandbox):
+    payment = paid_payment("0.30")
+    for _ in range(3):
+        assert services.refund_payment(payment, "0.10").status == R.SUCCEEDED
+    payment.refresh_from_db()
+    assert payment.refunded_amount == Decimal("0.30")
+    assert payment.reserved_amount == Decimal("0.30")
+    assert payment.refundable_amount == Decimal("0")
+
+
+def test_refund_still_processing_at_its_deadline_keeps_its_amount_reserved(motp_sandbox):
+    motp_sandbox.configure(refund_delay=600)
     payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
     refund = services.refund_payment(payment, "4.00")
+    move_past_deadline(refund)
+    assert services.sync_refund(refund).status == R.PENDING
+    refund.refresh_from_db()
+    assert refund.next_check_at >= timezone.now() + timedelta(seconds=290)
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("6.00")
+
+
+def test_refund_the_gateway_does_not_know_at_its_deadline_fails(motp_sandbox, signal_log):
+    motp_sandbox.configure(refund_delay=600)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = services.refund_payment(payment, "4.00")
+    motp_sandbox.state.reset()  # the gateway has lost the order and its refund
+    assert services.sync_refund(refund).status == R.PENDING  # before the deadline: wait
     move_past_deadline(refund)
     assert services.sync_refund(refund).status == R.FAILED
     payment.refresh_from_db()
@@ -516,7 +569,7 @@ def test_concurrent_refunds_never_exceed_the_amount(motp_sandbox):
     def refund():
         try:
             barrier.wait()
-            outcomes.append(services.refund_payment(Payment.objects.get(pk=payment.pk), "4.00"))
+            outcomes.append(services.refund_payment(Payment.objects.get(pk=payment.pk), "6.00"))
         except ValidationError as err:
             outcomes.append(err)
         finally:
@@ -528,11 +581,13 @@ def test_concurrent_refunds_never_exceed_the_amount(motp_sandbox):
     for thread in threads:
         thread.join()
     refunds = [o for o in outcomes if isinstance(o, Refund)]
-    assert len(refunds) == 2
     assert len(outcomes) == 4
+    assert len(refunds) == 1
+    assert refunds[0].status == R.SUCCEEDED
     payment.refresh_from_db()
-    assert payment.refunded_amount == Decimal("8.00")
-    assert payment.reserved_amount == Decimal("8.00")
+    assert payment.refunded_amount == Decimal("6.00")
+    assert payment.reserved_amount == Decimal("6.00")
+    assert Refund.objects.count() == 1
 
 
 @pytest.mark.postgres
@@ -564,3 +619,23 @@ def test_an_outage_past_the_deadline_keeps_the_payment_pending(motp_sandbox):
     payment.refresh_from_db()
     assert payment.next_check_at >= timezone.now() + timedelta(seconds=55)
     assert services.sync_payment(payment).status == S.EXPIRED  # an answer does
+
+
+def test_the_buyer_gets_the_whole_deadline_after_a_slow_call(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "QUICK_PAY_TIMEOUT": 0.5}
+    motp_sandbox.configure(pin_delay=2)
+    payment = services.create_quick_payment("4.00", AUTH_CODE_PIN)
+    returned = timezone.now()
+    assert payment.status == S.PENDING
+    assert payment.deadline_at >= returned + timedelta(seconds=44)  # 45 s from the answer on
+
+
+def test_creating_inside_a_transaction_is_refused_before_any_call(motp_sandbox):
+    def inside_atomic():
+        with transaction.atomic():
+            services.create_native_payment("1.00")
+
+    with pytest.raises(RuntimeError, match="durable"):
+        inside_atomic()
+    assert motp_sandbox.calls("native_pay") == 0
+    assert Payment.objects.count() == 0

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partialmethod
 from typing import Any
 
 import requests
@@ -248,8 +249,9 @@ class MOTPClient:
         )
         return self._call("native_pay", body)
 
-    def quick_pay(
+    def _charge(
         self,
+        operation: str,
         *,
         store_id: str,
         service_id: int,
@@ -260,7 +262,6 @@ class MOTPClient:
         sub_store_name: str | None = None,
         fee_rate: Decimal | int | str = 0,
     ) -> dict[str, Any]:
-        """Charge the buyer's payment code (the seller scans it). Waits ``quick_pay_timeout``."""
         body = self._pay_body(
             store_id,
             service_id,
@@ -271,32 +272,13 @@ class MOTPClient:
             fee_rate,
         )
         body["auth_code"] = str(auth_code)
-        return self._call("quick_pay", body, timeout=self.quick_pay_timeout, secrets=[auth_code])
+        return self._call(operation, body, timeout=self.quick_pay_timeout, secrets=[str(auth_code)])
 
-    def jsapi_pay(
-        self,
-        *,
-        store_id: str,
-        service_id: int,
-        amount: Decimal | int | str,
-        out_trade_no: str,
-        auth_code: str,
-        sub_store_id: str | int | None = None,
-        sub_store_name: str | None = None,
-        fee_rate: Decimal | int | str = 0,
-    ) -> dict[str, Any]:
-        """Pay from inside the wallet's browser (JSAPI). Waits ``quick_pay_timeout``."""
-        body = self._pay_body(
-            store_id,
-            service_id,
-            amount,
-            out_trade_no,
-            sub_store_id,
-            sub_store_name,
-            fee_rate,
-        )
-        body["auth_code"] = str(auth_code)
-        return self._call("jsapi_pay", body, timeout=self.quick_pay_timeout, secrets=[auth_code])
+    #: Charge the buyer's payment code (the seller scans it); the arguments of ``native_pay``
+    #: plus ``auth_code``. Waits ``quick_pay_timeout``: the buyer may have to type a PIN.
+    quick_pay = partialmethod(_charge, "quick_pay")
+    #: The same through the gateway's JSAPI (in-wallet) operation.
+    jsapi_pay = partialmethod(_charge, "jsapi_pay")
 
     def refund(
         self,

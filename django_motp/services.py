@@ -651,21 +651,30 @@ def _resend_refund(refund: Refund) -> None:
     """A refund the gateway never acknowledged: the first send may have got through, so ask
     about it first, and send it again (same ``out_refund_no``) only if the gateway does not know
     it."""
-    payment = refund.payment
-    try:
-        data = get_client().check_refund(
-            payment.store_id, payment.out_trade_no, refund.out_refund_no
-        )
-    except (MOTPTransportError, MOTPAuthError) as err:
-        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
+    data = _ask_refund_status(refund)
+    if data is None:
         return
-    except MOTPAPIError:  # "refund not found": it never arrived
-        data = {}
     if data.get("out_refund_no") == refund.out_refund_no:
         if _refund_accepted(refund, "Accepted (found by a status check)"):
             _apply_refund_status(refund, data)
     else:
         _submit_refund(refund)
+
+
+def _ask_refund_status(refund: Refund) -> Mapping[str, Any] | None:
+    """One status check of this very refund: the answer's data (``is_success`` False with the
+    gateway's message when it refused the check, e.g. "refund not found"), or None when no usable
+    answer came, the next try then scheduled."""
+    payment = refund.payment
+    try:
+        return get_client().check_refund(
+            payment.store_id, payment.out_trade_no, refund.out_refund_no
+        )
+    except (MOTPTransportError, MOTPAuthError) as err:
+        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
+        return None
+    except MOTPAPIError as err:
+        return {"is_success": False, "message": err.message}
 
 
 def _refund_accepted(refund: Refund, message: str) -> bool:
@@ -743,17 +752,9 @@ def sync_refund(refund: Refund) -> Refund:
 
 
 def _check_refund(refund: Refund) -> None:
-    payment = refund.payment
-    try:
-        data = get_client().check_refund(
-            payment.store_id, payment.out_trade_no, refund.out_refund_no
-        )
-    except (MOTPTransportError, MOTPAuthError) as err:
-        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
-        return
-    except MOTPAPIError as err:
-        data = {"is_success": False, "message": err.message}
-    _apply_refund_status(refund, data)
+    data = _ask_refund_status(refund)
+    if data is not None:
+        _apply_refund_status(refund, data)
 
 
 def _apply_refund_status(refund: Refund, data: Mapping[str, Any]) -> None:

@@ -1,14 +1,13 @@
 """The payment lifecycle against the sandbox gateway: states, signals, refunds, call log."""
 
 import logging
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from django_motp import services, signals
@@ -23,7 +22,7 @@ from django_motp.testing import (
     AUTH_CODE_REFUND_REFUSED,
     AUTH_CODE_USERPAYING,
 )
-from tests.helpers import wait_until
+from tests.helpers import at_once, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -272,21 +271,7 @@ def test_generated_numbers_are_unique_and_fit_the_gateway(motp_sandbox):
 def test_two_threads_syncing_the_same_payment_send_one_signal(motp_sandbox, signal_log):
     payment = services.create_native_payment("9.00")
     motp_sandbox.pay(payment.out_trade_no)
-    barrier = threading.Barrier(2)
-    results = []
-
-    def sync():
-        try:
-            barrier.wait()
-            results.append(services.sync_payment(Payment.objects.get(pk=payment.pk)).status)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=sync) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(lambda: services.sync_payment(Payment.objects.get(pk=payment.pk)).status)
     assert results == [S.SUCCEEDED, S.SUCCEEDED]
     assert [e[0] for e in signal_log].count("payment_succeeded") == 1
     assert signal_log.count(("payment_status_changed", payment.pk, "pending", "succeeded")) == 1
@@ -563,26 +548,12 @@ def test_purge_command_deletes_old_rows(motp_sandbox):
 @pytest.mark.postgres
 def test_concurrent_refunds_never_exceed_the_amount(motp_sandbox):
     payment = paid_payment("10.00")
-    barrier = threading.Barrier(4)
-    outcomes = []
-
-    def refund():
-        try:
-            barrier.wait()
-            outcomes.append(services.refund_payment(Payment.objects.get(pk=payment.pk), "6.00"))
-        except ValidationError as err:
-            outcomes.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=refund) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(
+        lambda: services.refund_payment(Payment.objects.get(pk=payment.pk), "6.00"), times=4
+    )
     refunds = [o for o in outcomes if isinstance(o, Refund)]
-    assert len(outcomes) == 4
     assert len(refunds) == 1
+    assert all(isinstance(o, (Refund, ValidationError)) for o in outcomes)
     assert refunds[0].status == R.SUCCEEDED
     payment.refresh_from_db()
     assert payment.refunded_amount == Decimal("6.00")
@@ -594,20 +565,8 @@ def test_concurrent_refunds_never_exceed_the_amount(motp_sandbox):
 def test_concurrent_syncs_on_postgres_send_one_signal(motp_sandbox, signal_log):
     payment = services.create_native_payment("9.00")
     motp_sandbox.pay(payment.out_trade_no)
-    barrier = threading.Barrier(4)
-
-    def sync():
-        try:
-            barrier.wait()
-            services.sync_payment(Payment.objects.get(pk=payment.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=sync) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(lambda: services.sync_payment(Payment.objects.get(pk=payment.pk)), 4)
+    assert [o.status for o in outcomes] == [S.SUCCEEDED] * 4
     assert [e[0] for e in signal_log].count("payment_succeeded") == 1
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_motp import services, tasks
 from django_motp.models import Payment, Refund
 from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_REFUND_PROCESSING
+from tests.helpers import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,20 +129,7 @@ def test_two_workers_polling_at_the_same_moment_check_once(motp_sandbox, signal_
     payment = services.create_native_payment("3.00")
     motp_sandbox.pay(payment.out_trade_no)
     due = make_due(payment).isoformat()
-    barrier = threading.Barrier(2)
-
-    def poll():
-        try:
-            barrier.wait()
-            tasks.poll_payment.run(payment.pk, due=due)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=poll) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert at_once(lambda: tasks.poll_payment.run(payment.pk, due=due)) == [None, None]
     assert motp_sandbox.calls("check_payment") == 1
     assert [e[0] for e in signal_log].count("payment_succeeded") == 1
 

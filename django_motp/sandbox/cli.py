@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .server import SandboxServer
-from .state import Config
+from .state import RUNTIME_OPTIONS, Config
 
 DEFAULT_PORT = 8765
 
@@ -117,19 +117,7 @@ def server_options(values: Mapping[str, Any], **fallback: Any) -> dict[str, Any]
     ``fallback`` may give ``username``, ``password`` and ``store_id`` to use when the command
     line does not; without either, the sandbox's defaults apply.
     """
-    options: dict[str, Any] = {
-        name: values[name]
-        for name in (
-            "token_ttl",
-            "legacy_token",
-            "auth_failure_status",
-            "pin_delay",
-            "pay_delay",
-            "refund_delay",
-            "slow_delay",
-            "fault_rate",
-        )
-    }
+    options: dict[str, Any] = {name: values[name] for name in (*RUNTIME_OPTIONS, "fault_rate")}
     for name in ("username", "password", "store_id"):
         value = values.get(name) or fallback.get(name)
         if value not in (None, ""):

@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 SANDBOX_PORT ?= 8765
 DEMO_PORT ?= 8000
+# e.g. make demo SANDBOX_ARGS="--fault-rate 0.2" to try the shop against a flaky gateway
+SANDBOX_ARGS ?=
 
 .PHONY: test test-sqlite test-postgres demo lint type check-migrations dist bench clean
 
@@ -33,7 +35,7 @@ demo: $(VENV)/.installed-demo
 	@echo "Shop admin: http://127.0.0.1:$(DEMO_PORT)/admin/ (user admin, password admin)"
 	@echo "Ctrl-C stops all three."
 	cd example_project && trap 'kill 0' EXIT INT TERM; \
-		../$(PY) manage.py motp_sandbox --port $(SANDBOX_PORT) & \
+		../$(PY) manage.py motp_sandbox --port $(SANDBOX_PORT) $(SANDBOX_ARGS) & \
 		../$(VENV)/bin/celery -A shop worker --beat --pool=solo --loglevel=INFO & \
 		../$(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 

@@ -226,6 +226,10 @@ class MOTPClient:
                 self.cache.delete(lock_key)
             return token
 
+    def forget_token(self) -> None:
+        """Drop the cached token, so that the next call fetches a fresh one."""
+        self.cache.delete(self._token_key)
+
     def native_pay(
         self,
         *,

@@ -266,3 +266,10 @@ def test_secrets_never_reach_records_errors_or_logs(motp_sandbox, client, record
 
 def test_every_call_carries_a_versioned_user_agent_and_a_timeout(client):
     assert client.session.headers["User-Agent"].startswith(f"django-motp/{__version__}")
+
+
+def test_forget_token_makes_the_next_call_fetch_a_fresh_one(motp_sandbox, client):
+    first = client.get_token()
+    client.forget_token()
+    assert client.get_token() != first
+    assert motp_sandbox.calls("token") == 2

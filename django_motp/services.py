@@ -841,8 +841,11 @@ def claim_due(model: type[Payment] | type[Refund], limit: int) -> tuple[list[int
 
 
 def claim_lease() -> float:
-    """Seconds a claimed check may take before the sweep hands it to someone else."""
-    return 3 * float(motp_settings.TIMEOUT) + float(motp_settings.POLL_INTERVAL)
+    """Seconds a claimed check may take before the sweep hands it to someone else: room for two
+    gateway calls with their token fetches and retries (a refund's status check, then its
+    resend). Polls are killed before it runs out (``tasks.enqueue_poll``), so no two workers
+    ever hold the same check."""
+    return 2 * schedule.call_window(motp_settings.TIMEOUT) + float(motp_settings.POLL_INTERVAL)
 
 
 def _enqueue_poll(obj: Payment | Refund) -> None:

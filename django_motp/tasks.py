@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 MAX_COUNTDOWN = 900
 #: Rows one sweep claims per model; the next sweep takes the rest.
 SWEEP_BATCH = 500
-#: Hard limit for a poll unless enqueue_poll passes one computed from TIMEOUT.
-DEFAULT_TIME_LIMIT = 120
+#: Hard limit of a poll sent by other code than this module's (which computes one from the
+#: settings): above every HTTP timeout, below the claim lease of the default settings (103 s).
+DEFAULT_TIME_LIMIT = 95
 
 POLL_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -97,14 +98,11 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
     if countdown > MAX_COUNTDOWN or task.app.conf.task_always_eager:
         # Eager mode cannot wait: each poll would run the next at once, hammering the gateway.
         return False
-    limit = services.claim_lease() + 10
     try:
-        task.apply_async(
-            kwargs={**_id_kwarg(type(obj), obj.pk), "due": obj.next_check_at.isoformat()},
+        _send(
+            task,
+            {**_id_kwarg(type(obj), obj.pk), "due": obj.next_check_at.isoformat()},
             countdown=countdown,
-            time_limit=limit,
-            soft_time_limit=limit - 5,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         )
     except Exception:  # any broker failure: the schedule is safe in the database
         logger.warning(
@@ -112,6 +110,19 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
         )
         return False
     return True
+
+
+def _send(task: Any, kwargs: dict[str, Any], countdown: float = 0) -> None:
+    """Send a poll, killed before its claim's lease runs out, so that a poll stuck on the
+    network never overlaps the one the sweep hands the check to next."""
+    limit = services.claim_lease() - 5
+    task.apply_async(
+        kwargs=kwargs,
+        countdown=countdown,
+        time_limit=limit,
+        soft_time_limit=limit - 5,
+        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    )
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -135,7 +146,7 @@ def sweep(inline: bool = False) -> int:
                 task.run(**kwargs)
                 continue
             try:
-                task.apply_async(kwargs=kwargs, retry_policy={"max_retries": 1})
+                _send(task, kwargs)
             except Exception:  # broker down: do the check here rather than wait for the lease
                 logger.warning("Broker unreachable; checking %s %s inline", model.__name__, pk)
                 task.run(**kwargs)

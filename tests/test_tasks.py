@@ -13,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from django_motp import services, tasks
+from django_motp.conf import motp_settings
 from django_motp.models import Payment, Refund
 from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_REFUND_PROCESSING
 from tests.helpers import at_once
@@ -296,3 +297,15 @@ def test_payment_amounts_stay_decimal_through_a_poll(motp_sandbox, enqueued):
     payment.refresh_from_db()
     assert payment.amount == Decimal("19.90")
     assert payment.status == S.SUCCEEDED
+
+
+def test_polls_are_killed_before_their_claim_can_pass_to_another_worker(motp_sandbox, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks.poll_payment, "apply_async", lambda **options: sent.append(options))
+    payment = services.create_native_payment("3.00")
+    make_due(payment)
+    tasks.sweep()
+    assert len(sent) == 2  # the first poll, and the sweep's
+    for options in sent:
+        assert options["soft_time_limit"] < options["time_limit"] < services.claim_lease()
+        assert options["soft_time_limit"] > 2 * motp_settings.TIMEOUT  # a check and its retry

@@ -65,6 +65,8 @@ def _database() -> dict:
             "PASSWORD": parts.password or "",
             "HOST": parts.hostname or "127.0.0.1",
             "PORT": parts.port or 5432,
+            # One test database per run, so that runs sharing a server do not collide.
+            "TEST": {"NAME": f"test_motp_{os.getpid()}"},
         }
     return {
         "ENGINE": "django.db.backends.sqlite3",
@@ -87,7 +89,7 @@ MOTP = {
 }
 
 # Polls enqueued by the services go to an in-memory broker that nothing consumes, unless a test
-# starts a real worker on Redis (tests/test_tasks_worker.py).
+# starts a real worker on Redis (tests/test_worker.py).
 CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = False
 

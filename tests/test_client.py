@@ -7,15 +7,16 @@ from decimal import Decimal
 import pytest
 import requests
 
-from django_motp import __version__
 from django_motp.client import MOTPClient, dumps
 from django_motp.exceptions import MOTPAPIError, MOTPAuthError, MOTPTransportError
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
     AUTH_CODE_PAID,
+    AUTH_CODE_PIN,
     AUTH_CODE_REFUND_PROCESSING,
     AUTH_CODE_USERPAYING,
 )
+from tests.helpers import at_once
 
 
 @pytest.fixture
@@ -88,19 +89,7 @@ def test_token_ttl_zero_means_one_token_per_request(motp_sandbox, settings):
 
 
 def test_concurrent_callers_do_not_stampede_the_token_endpoint(motp_sandbox):
-    clients = [MOTPClient.from_settings() for _ in range(8)]
-    barrier = threading.Barrier(len(clients))
-    tokens = []
-
-    def fetch(client):
-        barrier.wait()
-        tokens.append(client.get_token())
-
-    threads = [threading.Thread(target=fetch, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    tokens = at_once(lambda: MOTPClient.from_settings().get_token(), times=8)
     assert len(set(tokens)) == 1
     assert motp_sandbox.calls("token") == 1
 
@@ -264,12 +253,52 @@ def test_secrets_never_reach_records_errors_or_logs(motp_sandbox, client, record
     assert records[0].request["password"] == "[redacted]"
 
 
-def test_every_call_carries_a_versioned_user_agent_and_a_timeout(client):
-    assert client.session.headers["User-Agent"].startswith(f"django-motp/{__version__}")
-
-
 def test_forget_token_makes_the_next_call_fetch_a_fresh_one(motp_sandbox, client):
     first = client.get_token()
     client.forget_token()
     assert client.get_token() != first
     assert motp_sandbox.calls("token") == 2
+
+
+def test_processes_sharing_the_cache_fetch_one_token(motp_sandbox, monkeypatch):
+    # Each client gets its own lock, as clients in separate processes would: only the
+    # cache's atomic add keeps them from all fetching a token.
+    monkeypatch.setattr("django_motp.client._process_lock", lambda key: threading.Lock())
+    tokens = at_once(lambda: MOTPClient.from_settings().get_token(), times=6)
+    assert len(set(tokens)) == 1
+    assert motp_sandbox.calls("token") == 1
+
+
+def test_the_token_call_is_retried_once_after_a_transport_error(motp_sandbox, client):
+    motp_sandbox.fault("502", operation="token")
+    assert client.get_token()
+    assert motp_sandbox.calls("token") == 2
+
+
+def test_refund_status_checks_are_retried_once(motp_sandbox, client):
+    pay(client, "RETRY-2", amount="5.00")
+    client.refund(
+        store_id="10001",
+        service_id=30,
+        out_trade_no="RETRY-2",
+        out_refund_no="RETRY-2-A",
+        refund_amount=Decimal("1.00"),
+    )
+    motp_sandbox.fault("reset", operation="check_refund")
+    assert client.check_refund("10001", "RETRY-2", "RETRY-2-A")["is_success"] is True
+    assert motp_sandbox.calls("check_refund") == 2
+
+
+def test_jsapi_pay_waits_as_long_as_quick_pay(motp_sandbox, settings):
+    settings.MOTP = {**settings.MOTP, "TIMEOUT": 0.3, "QUICK_PAY_TIMEOUT": 5}
+    motp_sandbox.configure(pin_delay=1)
+    client = MOTPClient.from_settings()
+    client.get_token()
+    data = client.jsapi_pay(
+        store_id="10001",
+        service_id=30,
+        amount=Decimal("5.00"),
+        out_trade_no="JSAPI-PIN",
+        auth_code=AUTH_CODE_PIN,
+    )
+    assert data["result_code"] == "SUCCESS"

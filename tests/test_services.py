@@ -1,16 +1,17 @@
 """The payment lifecycle against the sandbox gateway: states, signals, refunds, call log."""
 
 import logging
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from django_motp import services, signals
+from django_motp import services, signals, tasks
 from django_motp.exceptions import MOTPConfigurationError
 from django_motp.models import ApiCall, Payment, Refund
 from django_motp.testing import (
@@ -357,12 +358,24 @@ def test_over_refund_is_refused_with_no_row_and_no_call(motp_sandbox):
     assert motp_sandbox.calls("refund") == refunds_sent
 
 
-@pytest.mark.parametrize("amount", ["0", "-1", "0.001", 1.5])
-def test_bad_refund_amounts_are_refused(motp_sandbox, amount):
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"amount": "0"}, "amount"),
+        ({"amount": "-1"}, "amount"),
+        ({"amount": "0.001"}, "amount"),
+        ({"amount": 1.5}, "amount"),
+        ({"reason": "x" * 256}, "reason"),
+        ({"out_refund_no": "no spaces please"}, "out_refund_no"),
+    ],
+)
+def test_bad_refund_input_is_refused_before_any_call(motp_sandbox, options, field):
     payment = paid_payment("10.00")
-    with pytest.raises(ValidationError):
-        services.refund_payment(payment, amount)
+    with pytest.raises(ValidationError) as caught:
+        services.refund_payment(payment, **options)
+    assert field in caught.value.message_dict
     assert Refund.objects.count() == 0
+    assert motp_sandbox.calls("refund") == 0
 
 
 def test_refunding_an_unpaid_payment_is_refused(motp_sandbox):
@@ -374,7 +387,7 @@ def test_refunding_an_unpaid_payment_is_refused(motp_sandbox):
 
 
 def test_processing_refund_counts_against_refundable_then_settles(motp_sandbox, signal_log):
-    motp_sandbox.configure(refund_delay=0.3)
+    motp_sandbox.configure(refund_delay=60)
     payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
     refund = services.refund_payment(payment, "4.00")
     assert refund.status == R.PENDING
@@ -383,7 +396,8 @@ def test_processing_refund_counts_against_refundable_then_settles(motp_sandbox, 
     assert payment.refunded_amount == Decimal("0")
     with pytest.raises(ValidationError, match="still being processed"):
         services.refund_payment(payment, "1.00")
-    wait_until(lambda: services.sync_refund(refund).status == R.SUCCEEDED)
+    motp_sandbox.configure(refund_delay=0)  # the wallet finishes
+    assert services.sync_refund(refund).status == R.SUCCEEDED
     payment.refresh_from_db()
     assert payment.refunded_amount == Decimal("4.00")
     assert [e[0] for e in signal_log].count("refund_succeeded") == 1
@@ -514,7 +528,8 @@ def test_every_call_is_logged_with_secrets_redacted(motp_sandbox, settings, capl
     call = ApiCall.objects.filter(operation="quick_pay").first()
     assert call.out_trade_no
     assert call.http_status == 200
-    assert call.duration_ms >= 0
+    assert call.outcome == ApiCall.Outcome.DECLINED
+    assert ApiCall.objects.filter(operation="refund").get().outcome == ApiCall.Outcome.OK
     assert call.request["auth_code"] == "[redacted]"
     dump = repr(list(ApiCall.objects.values())) + caplog.text
     for secret in (settings.MOTP["PASSWORD"], AUTH_CODE_PAID, AUTH_CODE_DECLINED):
@@ -598,3 +613,90 @@ def test_creating_inside_a_transaction_is_refused_before_any_call(motp_sandbox):
         inside_atomic()
     assert motp_sandbox.calls("native_pay") == 0
     assert Payment.objects.count() == 0
+
+
+def test_a_late_success_after_a_decline_turns_the_payment_succeeded(
+    motp_sandbox, signal_log, monkeypatch
+):
+    payment = services.create_quick_payment("4.00", AUTH_CODE_DECLINED)
+    assert payment.status == S.FAILED
+    # The wallet reverses its decline: the gateway's status check now says paid.
+    client = services.get_client()
+    real_check = client.check_payment
+
+    def paid_after_all(store_id, out_trade_no):
+        return {**real_check(store_id, out_trade_no), "is_success": True, "message": "Paid"}
+
+    monkeypatch.setattr(client, "check_payment", paid_after_all)
+    settled_ago(payment, 61)
+    assert services.sync_payment(payment).status == S.SUCCEEDED
+    names = [e[0] for e in signal_log]
+    assert names.count("payment_failed") == 1
+    assert names.count("payment_succeeded") == 1
+    assert ("payment_status_changed", payment.pk, "failed", "succeeded") in signal_log
+
+
+def test_the_row_is_committed_while_the_gateway_is_being_called(motp_sandbox):
+    motp_sandbox.configure(pin_delay=1)
+    seen = []
+
+    def look_from_another_connection_while_the_buyer_types_the_pin():
+        try:
+            row = wait_until(lambda: Payment.objects.filter(reference="till 3").first(), 5)
+            seen.append(row.status)
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=look_from_another_connection_while_the_buyer_types_the_pin)
+    watcher.start()
+    payment = services.create_quick_payment("4.00", AUTH_CODE_PIN, reference="till 3")
+    watcher.join()
+    assert seen == [S.CREATED]
+    assert payment.status == S.SUCCEEDED
+
+
+def test_a_payment_left_created_by_a_crash_is_settled_by_the_sweep(motp_sandbox, signal_log):
+    # The process saved the row, the gateway took the payment, then the process died.
+    now = timezone.now()
+    payment = Payment.objects.create(
+        out_trade_no="CRASH-1",
+        method=Payment.Method.QUICK,
+        amount=Decimal("6.00"),
+        service_id=30,
+        store_id=motp_sandbox.store_id,
+        created_at=now,
+        deadline_at=now + timedelta(seconds=45),
+        next_check_at=now,
+    )
+    services.get_client().quick_pay(
+        store_id=motp_sandbox.store_id,
+        service_id=30,
+        amount=Decimal("6.00"),
+        out_trade_no="CRASH-1",
+        auth_code=AUTH_CODE_PAID,
+    )
+    assert tasks.sweep(inline=True) == 1
+    assert Payment.objects.get(pk=payment.pk).status == S.SUCCEEDED
+    assert ("payment_status_changed", payment.pk, "created", "succeeded") in signal_log
+
+
+@pytest.mark.postgres
+def test_concurrent_sweeps_split_the_due_rows(motp_sandbox):
+    now = timezone.now()
+    Payment.objects.bulk_create(
+        Payment(
+            out_trade_no=f"DUE-{i}",
+            method=Payment.Method.NATIVE,
+            status=S.PENDING,
+            amount=Decimal("1.00"),
+            service_id=30,
+            store_id="10001",
+            created_at=now,
+            deadline_at=now + timedelta(hours=2),
+            next_check_at=now,
+        )
+        for i in range(30)
+    )
+    claims = at_once(lambda: services.claim_due(Payment, 30)[0], times=3)
+    claimed = [pk for pks in claims for pk in pks]
+    assert len(claimed) == len(set(claimed)) == 30

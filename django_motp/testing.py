@@ -7,11 +7,14 @@ Load it from a ``conftest.py``::
 Fixtures:
 
 - ``motp_sandbox_server`` (session): a ``SandboxServer`` on a free loopback port, in a thread,
-  stopped at the end of the session. Needs neither Django nor pytest-django.
+  stopped at the end of the session, with short delays so that tests are fast (``FIXTURE_DELAYS``:
+  ``pin_delay``, ``pay_delay`` and ``refund_delay`` 0.5 s, ``slow_delay`` 3 s). Needs neither
+  Django nor pytest-django.
 - ``motp_sandbox`` (function): resets that server, points ``settings.MOTP`` at it (``BASE_URL``,
   ``USERNAME``, ``PASSWORD``, ``STORE_ID`` and ``ENDPOINTS`` become the sandbox's; every other
-  key of the project's ``MOTP`` is kept), clears Django's cache (where the client keeps its
-  token) and gives a ``SandboxHandle``. It needs pytest-django, for its ``settings`` fixture.
+  key of the project's ``MOTP`` is kept), drops the client's cached token (void after the reset;
+  nothing else of the project's cache) and gives a ``SandboxHandle``. It needs pytest-django, for
+  its ``settings`` fixture.
 
 The test auth codes (``AUTH_CODE_PAID`` ...) are re-exported from ``django_motp.sandbox``.
 """
@@ -39,6 +42,14 @@ from .sandbox.faults import parse_fault
 from .sandbox.outcomes import Outcome
 from .sandbox.state import BUYER_DECLINED_MESSAGE
 
+#: The delays of the session's sandbox, shorter than the command line's (3, 5, 5 and 15 s).
+FIXTURE_DELAYS: dict[str, Any] = {
+    "pin_delay": 0.5,
+    "pay_delay": 0.5,
+    "refund_delay": 0.5,
+    "slow_delay": 3,
+}
+
 __all__ = [
     "AUTH_CODE_DECLINED",
     "AUTH_CODE_NEVER_PAID",
@@ -47,6 +58,7 @@ __all__ = [
     "AUTH_CODE_REFUND_PROCESSING",
     "AUTH_CODE_REFUND_REFUSED",
     "AUTH_CODE_USERPAYING",
+    "FIXTURE_DELAYS",
     "SandboxHandle",
     "motp_sandbox",
     "motp_sandbox_server",
@@ -115,12 +127,12 @@ class SandboxHandle:
         """Expire every token issued so far; returns how many were alive."""
         return self.state.expire_tokens()
 
-    def configure(self, **options: Any) -> dict[str, Any]:
+    def configure(self, /, **options: Any) -> dict[str, Any]:
         """Change runtime options (``token_ttl``, ``legacy_token``, ``auth_failure_status``,
         ``pin_delay``, ``pay_delay``, ``refund_delay``, ``slow_delay``) until the next reset;
-        returns them all.
+        returns them all. Raises ``Refused`` for an unknown option or a bad value.
         """
-        return self.state.configure(**options)
+        return self.state.configure(options)
 
     def calls(self, operation: str | None = None) -> int:
         """Requests the gateway received for ``operation`` ("token", "native_pay", ...), or for
@@ -141,8 +153,8 @@ class SandboxHandle:
 
 @pytest.fixture(scope="session")
 def motp_sandbox_server() -> Iterator[SandboxServer]:
-    """A sandbox gateway on a free loopback port for the whole session."""
-    server = SandboxServer(port=0).start()
+    """A sandbox gateway on a free loopback port for the whole session, with short delays."""
+    server = SandboxServer(port=0, **FIXTURE_DELAYS).start()
     try:
         yield server
     finally:
@@ -152,7 +164,7 @@ def motp_sandbox_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def motp_sandbox(motp_sandbox_server: SandboxServer, settings: Any) -> SandboxHandle:
     """The session's sandbox, reset, with ``settings.MOTP`` pointing at it; a ``SandboxHandle``."""
-    from django.core.cache import cache
+    from .client import MOTPClient
 
     server = motp_sandbox_server
     server.state.reset()
@@ -166,6 +178,9 @@ def motp_sandbox(motp_sandbox_server: SandboxServer, settings: Any) -> SandboxHa
         # The sandbox serves its own paths, whatever the project's gateway spells differently.
         "ENDPOINTS": dict(ENDPOINTS),
     }
-    # The client caches its token in Django's cache: a token of another test's server is void.
-    cache.clear()
+    # The client caches its token in Django's cache: one from before the reset is void. Drop it
+    # alone, not the rest of the project's cache.
+    client = MOTPClient.from_settings()
+    client.forget_token()
+    client.close()
     return SandboxHandle(server)

@@ -6,10 +6,12 @@ and what a person sees on the buyer page and through the control API.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +24,11 @@ import pytest
 import requests
 from django.core.cache import cache
 
-from django_motp import conf
-from django_motp.sandbox import ENDPOINTS, NotFound, SandboxServer
+from django_motp import __version__, conf
+from django_motp.client import MOTPClient
+from django_motp.sandbox import ENDPOINTS, NotFound, Refused, SandboxServer
+from django_motp.sandbox.cli import add_arguments
+from django_motp.sandbox.faults import Fault, FaultKind, When
 from django_motp.sandbox.jsonio import dumps
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
@@ -33,6 +38,7 @@ from django_motp.testing import (
     AUTH_CODE_REFUND_PROCESSING,
     AUTH_CODE_REFUND_REFUSED,
     AUTH_CODE_USERPAYING,
+    FIXTURE_DELAYS,
 )
 from tests.helpers import wait_until
 
@@ -487,6 +493,7 @@ def test_refund_and_status_answers(gw):
         "service_id": 30,
         "out_trade_no": "SHAPE-R",
         "amount": Decimal("5.00"),
+        "out_refund_no": "SHAPE-R-1",
         "currency": "USD",
         "message": "Payment Successful!",
     }
@@ -499,6 +506,16 @@ def test_refund_and_status_answers(gw):
         "currency": "USD",
         "message": "Refund Successful!",
     }
+
+
+def test_payment_status_names_the_latest_refund(motp_sandbox, gw):
+    gw.ok("quick_pay", payment("SHAPE-L", "5.00", auth_code=AUTH_CODE_REFUND_REFUSED))
+    answer = gw.call("check_payment", check("SHAPE-L"))
+    assert '"out_refund_no":null' in answer.text
+    gw.refused("refund", refund("SHAPE-L", "SHAPE-L-1"))  # refused, but recorded
+    assert gw.ok("check_payment", check("SHAPE-L"))["out_refund_no"] == "SHAPE-L-1"
+    gw.refused("refund", refund("SHAPE-L", "SHAPE-L-2"))
+    assert gw.ok("check_payment", check("SHAPE-L"))["out_refund_no"] == "SHAPE-L-2"
 
 
 @pytest.mark.parametrize("amount", ["19.90", "0.01", "999999.99", "9999999999.99"])
@@ -585,6 +602,29 @@ def test_pin_holds_the_call_then_pays(motp_sandbox, gw):
     assert gw.ok("check_payment", check("PIN-1"))["is_success"] is True
 
 
+def test_a_pin_hold_from_before_a_reset_pays_no_later_order(motp_sandbox, gw):
+    # Test A's quick pay is held for the PIN when the next test's fixture resets the sandbox,
+    # and test B makes an order with the same out_trade_no.
+    motp_sandbox.configure(pin_delay=1)
+    result: dict[str, Any] = {}
+
+    def pay() -> None:
+        body = payment("PIN-R", auth_code=AUTH_CODE_PIN)
+        result["answer"] = Gateway(gw.url).call("quick_pay", body)
+
+    thread = threading.Thread(target=pay)
+    thread.start()
+    wait_until(lambda: exists(motp_sandbox, "PIN-R"))
+    motp_sandbox.state.reset()
+    gw.ok("native_pay", native("PIN-R"))
+    thread.join(timeout=10)
+    assert result["answer"].json() == {
+        "success": False,
+        "data": {"message": "The sandbox was reset during the PIN wait: order PIN-R is void"},
+    }
+    assert motp_sandbox.order("PIN-R")["status"] == "NOTPAY"  # B's order, still unpaid
+
+
 def test_userpaying_is_paid_after_pay_delay(motp_sandbox, gw):
     motp_sandbox.configure(pay_delay=0.3)
     message = gw.refused("quick_pay", payment("UP-1", auth_code=AUTH_CODE_USERPAYING))
@@ -668,10 +708,11 @@ def test_scripts_are_first_in_first_out(motp_sandbox, gw):
 
 
 def test_scripted_pin_delay(motp_sandbox, gw):
+    motp_sandbox.configure(pin_delay=5)
     control(motp_sandbox, "POST", "/_sandbox/script", {"outcome": "pin", "delay": 0.3})
     started = time.monotonic()
     assert gw.ok("quick_pay", payment("S-5"))["result_code"] == "SUCCESS"
-    assert 0.3 <= time.monotonic() - started < 2  # not the 3 s pin_delay
+    assert 0.3 <= time.monotonic() - started < 2  # not the 5 s pin_delay
 
 
 def test_scripts_apply_to_native_orders(motp_sandbox, gw):
@@ -1028,15 +1069,17 @@ def test_stats_count_gateway_requests_per_operation(motp_sandbox, gw):
 
 def test_config_control_call(motp_sandbox):
     current = control(motp_sandbox, "GET", "/_sandbox/config").json()["data"]
+    # The fixture's server starts with short delays.
     assert current == {
         "token_ttl": 60,
         "legacy_token": False,
         "auth_failure_status": 401,
-        "pin_delay": 3,
-        "pay_delay": 5,
-        "refund_delay": 5,
-        "slow_delay": 15,
+        "pin_delay": 0.5,
+        "pay_delay": 0.5,
+        "refund_delay": 0.5,
+        "slow_delay": 3,
     }
+    assert {k: current[k] for k in FIXTURE_DELAYS} == FIXTURE_DELAYS
     changed = control(
         motp_sandbox, "POST", "/_sandbox/config", {"pin_delay": 0.5, "legacy_token": True}
     )
@@ -1046,6 +1089,8 @@ def test_config_control_call(motp_sandbox):
         ({"legacy_token": 1}, "legacy_token must be true or false"),
         ({"auth_failure_status": 99}, "auth_failure_status must be an HTTP status"),
         ({"username": "x"}, "Unknown option 'username'"),
+        ({"self": 1}, "Unknown option 'self'"),
+        ({"changes": {}}, "Unknown option 'changes'"),
     ]:
         answer = control(motp_sandbox, "POST", "/_sandbox/config", body)
         assert answer.status_code == 400
@@ -1062,7 +1107,7 @@ def test_reset_forgets_everything(motp_sandbox, gw):
     assert answer.json() == {"success": True, "data": {"message": "Sandbox reset"}}
     assert motp_sandbox.calls() == 0
     assert control(motp_sandbox, "GET", "/_sandbox/orders").json()["data"] == {"orders": []}
-    assert control(motp_sandbox, "GET", "/_sandbox/config").json()["data"]["pin_delay"] == 3
+    assert control(motp_sandbox, "GET", "/_sandbox/config").json()["data"]["pin_delay"] == 0.5
     assert gw.send("check_payment", check("RS-1"), token=token).status_code == 401
     # Neither the script nor the fault is left: the same out_trade_no is paid.
     answer = gw.send("quick_pay", payment("RS-1"), token=gw.token())
@@ -1096,8 +1141,129 @@ def test_control_body_must_be_a_json_object(motp_sandbox):
     )
     assert (answer.status_code, answer.json()["data"]["message"]) == (
         400,
-        "The request body must be a JSON object",
+        "The request body must be a JSON object, not an array",
     )
+
+
+def test_control_json_needs_the_json_content_type(motp_sandbox):
+    # A cross-site form can post a JSON-looking body as text/plain without a CORS preflight.
+    for content_type in ("text/plain", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        answer = requests.post(
+            motp_sandbox.url + "/_sandbox/config",
+            data='{"pin_delay": 9}',
+            headers=headers,
+            timeout=10,
+        )
+        assert answer.status_code == 400
+        assert answer.json()["data"]["message"].startswith("Content-Type must be application/json")
+    # A form with fields is sent back to the buyer page, its body not read as JSON.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = requests.post(
+        motp_sandbox.url + "/_sandbox/config",
+        data='{"pin_delay": 9}',
+        headers=form,
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 303
+    assert motp_sandbox.state.config.pin_delay == 0.5
+
+
+def _form_post(sandbox: Any, path: str, headers: dict[str, str]) -> requests.Response:
+    """What a browser sends for a form without fields, with ``headers`` added."""
+    form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    return requests.post(
+        sandbox.url + path, data="", headers=form, allow_redirects=False, timeout=10
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:3000"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "SELF"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "http://127.0.0.1:3000"},
+        {"Origin": "null"},
+    ],
+)
+def test_cross_site_browser_posts_are_refused(motp_sandbox, gw, headers):
+    headers = {k: v.replace("SELF", motp_sandbox.url) for k, v in headers.items()}
+    gw.ok("native_pay", native("CS-1"))
+    answer = _form_post(motp_sandbox, "/_sandbox/orders/CS-1/pay", headers)
+    assert (answer.status_code, answer.json()["data"]["message"]) == (
+        403,
+        "Cross-site requests are refused",
+    )
+    assert _form_post(motp_sandbox, "/_sandbox/reset", headers).status_code == 403
+    assert motp_sandbox.order("CS-1")["status"] == "NOTPAY"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-origin", "Origin": "SELF"},
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "SELF"},
+        {},  # no browser: curl
+    ],
+)
+def test_the_buyer_pages_own_posts_are_served(motp_sandbox, gw, headers):
+    headers = {k: v.replace("SELF", motp_sandbox.url) for k, v in headers.items()}
+    gw.ok("native_pay", native("CS-2"))
+    answer = _form_post(motp_sandbox, "/_sandbox/orders/CS-2/pay", headers)
+    assert (answer.status_code, answer.headers["Location"]) == (303, "/")
+    assert motp_sandbox.order("CS-2")["status"] == "SUCCESS"
+
+
+def _get_at(sandbox: Any, path: str, host: str | None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", sandbox.server.port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            connection.putheader("Host", host.replace("PORT", str(sandbox.server.port)))
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:PORT", "127.0.0.1.nip.io:PORT", "10.0.0.1:PORT", "::1", None],
+)
+def test_the_control_api_and_buyer_page_answer_only_at_a_loopback_host(motp_sandbox, host):
+    # A DNS-rebinding page reaches 127.0.0.1 under its own host name.
+    for path in ("/", "/_sandbox/orders"):
+        status, body = _get_at(motp_sandbox, path, host)
+        assert status == 421
+        assert b"The sandbox serves this at localhost, 127.0.0.1 or [::1] only" in body
+    answer = requests.post(
+        motp_sandbox.url + "/_sandbox/reset", headers={"Host": host or ""}, timeout=10
+    )
+    assert answer.status_code == 421
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "LocalHost:PORT", "127.0.0.1:PORT", "127.0.0.2", "[::1]:PORT"]
+)
+def test_loopback_hosts_are_served(motp_sandbox, host):
+    assert _get_at(motp_sandbox, "/", host)[0] == 200
+    assert _get_at(motp_sandbox, "/_sandbox/orders", host)[0] == 200
+
+
+def test_the_gateway_answers_at_any_host(motp_sandbox):
+    # A sandbox bound to a LAN address serves the gateway to other machines, named as they like.
+    answer = requests.post(
+        motp_sandbox.url + ENDPOINTS["token"],
+        data=dumps({"user": "sandbox", "password": "sandbox"}),
+        headers={"Content-Type": "application/json", "Host": "sandbox.lan:8765"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
 
 
 # The server
@@ -1118,6 +1284,67 @@ def test_keep_alive_serves_many_requests_on_one_connection(motp_sandbox):
     assert len(sockets) == 1
     # With Nagle's algorithm on, each round trip would wait ~40 ms for a delayed ACK.
     assert time.monotonic() - started < 0.6
+
+
+def _raw_post(port: int, content_length: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("POST", ENDPOINTS["token"])
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", content_length)
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("content_length", ["abc", "-1", "1_0", "+2", "0x10", "²"])
+def test_a_content_length_that_is_no_number_is_400(motp_sandbox, content_length):
+    status, text = _raw_post(motp_sandbox.server.port, content_length)
+    assert status == 400
+    assert "Content-Length must be a number of bytes" in text
+
+
+def test_a_body_too_large_is_413(motp_sandbox):
+    assert _raw_post(motp_sandbox.server.port, str(2 * 1024 * 1024))[0] == 413
+
+
+def test_server_header_is_the_sandboxs_name_and_version(motp_sandbox):
+    with socket.create_connection(("127.0.0.1", motp_sandbox.server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk
+            head += chunk
+    assert f"\r\nServer: motp-sandbox/{__version__}\r\n".encode() in head
+
+
+def test_json_writer_refuses_bytes():
+    for value in (b"hi", bytearray(b"hi"), memoryview(b"hi"), {"data": b"hi"}):
+        with pytest.raises(TypeError, match="is not JSON serializable"):
+            dumps(value)
+    assert dumps(("a", ["b"])) == '["a",["b"]]'
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--fault-rate", "2"], "argument --fault-rate: rate must be a number from 0 to 1"),
+        (["--fault-rate", "x"], "argument --fault-rate: must be a number"),
+        (["--pin-delay", "-1"], "argument --pin-delay: the value must be a number of seconds"),
+        (["--slow-delay", "nan"], "argument --slow-delay: must be a number"),
+        (["--pay-delay", "inf"], "argument --pay-delay: must be a number"),
+    ],
+)
+def test_command_line_refuses_bad_numbers(capsys, argv, message):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_verbose_log_holds_no_secret(capsys):
@@ -1149,13 +1376,76 @@ def test_stop_ends_open_connections_and_frees_the_port():
         assert Gateway(again.url).token()
 
 
+def _handler_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.endswith("(process_request_thread)")}
+
+
+@pytest.mark.parametrize("wait", ["pin", "slow"])
+def test_stop_ends_the_requests_that_wait_at_once(wait):
+    server = SandboxServer(port=0, pin_delay=30, slow_delay=30).start()
+    before = _handler_threads()
+    gateway = Gateway(server.url)
+    token = gateway.token()
+    if wait == "slow":
+        server.state.add_fault(Fault(FaultKind.SLOW, "native_pay", When.BEFORE))
+    failures: list[Exception] = []
+
+    def call() -> None:
+        try:
+            if wait == "pin":
+                gateway.send("quick_pay", payment("W-1", auth_code=AUTH_CODE_PIN), token=token)
+            else:
+                gateway.send("native_pay", native("W-1"), token=token)
+        except requests.RequestException as error:
+            failures.append(error)
+
+    client = threading.Thread(target=call)
+    client.start()
+    operation = "quick_pay" if wait == "pin" else "native_pay"
+    wait_until(lambda: server.state.calls(operation) == 1)
+    handlers = _handler_threads() - before
+    assert handlers
+    started = time.monotonic()
+    server.stop()
+    client.join(timeout=5)
+    for thread in handlers:
+        thread.join(timeout=2)
+        assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+    assert len(failures) == 1  # dropped without an answer
+    # Nothing was applied after the stop: the PIN order is unpaid, the slow order never made.
+    assert [(o.out_trade_no, o.status) for o in server.state.orders()] == (
+        [("W-1", "NOTPAY")] if wait == "pin" else []
+    )
+    gateway.session.close()
+
+
+def test_stop_from_another_thread_ends_serve_forever():
+    server = SandboxServer(port=0)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    gateway = Gateway(server.url)
+    assert gateway.token()
+    gateway.session.close()
+    server.stop()
+    serving.join(timeout=5)
+    assert not serving.is_alive()
+    with pytest.raises(requests.ConnectionError):
+        Gateway(server.url).token()
+
+
 # The pytest fixture
 
 
 @pytest.fixture
-def project_motp(settings):
+def project_motp(settings, motp_sandbox_server):
     settings.MOTP = {**settings.MOTP, "FEE_RATE": "2", "ENDPOINTS": {"refund": "/v2/refund"}}
-    cache.set("django_motp:token", "a token of another gateway")
+    cache.set("project:key", "the project's own")
+    # A token of the session's sandbox cached by an earlier test, void once the fixture resets.
+    client = MOTPClient(motp_sandbox_server.url, "sandbox", "sandbox")
+    stale = client.get_token()
+    client.close()
+    return stale
 
 
 def test_fixture_points_the_settings_at_the_sandbox(project_motp, motp_sandbox, settings):
@@ -1168,8 +1458,13 @@ def test_fixture_points_the_settings_at_the_sandbox(project_motp, motp_sandbox, 
         "FEE_RATE": "2",
         "ENDPOINTS": ENDPOINTS,
     }
-    assert cache.get("django_motp:token") is None
     assert motp_sandbox.url == conf.motp_settings.BASE_URL
+    # The client's stale token is forgotten; the rest of the project's cache stays.
+    client = MOTPClient.from_settings()
+    assert client.get_token() != project_motp
+    client.close()
+    assert motp_sandbox.calls("token") == 1
+    assert cache.get("project:key") == "the project's own"
 
 
 def test_fixture_handle(motp_sandbox, gw):
@@ -1198,3 +1493,5 @@ def test_fixture_handle(motp_sandbox, gw):
         motp_sandbox.order("H-9")
     with pytest.raises(ValueError, match="'sometimes' is not a valid Outcome"):
         motp_sandbox.script("sometimes")
+    with pytest.raises(Refused, match="Unknown option 'self'"):
+        motp_sandbox.configure(self=1)

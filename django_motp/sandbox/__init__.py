@@ -13,7 +13,7 @@ or in-process::
 
 It serves the gateway's operations at ``ENDPOINTS`` with the spec's answer shapes, scripted
 outcomes chosen by the test auth codes below, a control API under ``/_sandbox/`` and a buyer page
-at ``/``. See ``docs/sandbox.rst``.
+at ``/``. See the "Sandbox" section of ``README.rst``.
 """
 
 from .endpoints import ENDPOINTS, OPERATIONS

@@ -7,8 +7,10 @@ orders settled most recently. It reloads itself every few seconds to show new or
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from html import escape
+from operator import attrgetter
 from urllib.parse import quote
 
 from .state import Config, Order, OrderStatus
@@ -29,8 +31,8 @@ button { padding: .3rem .9rem; }
 """
 
 
-def _time(order: Order) -> str:
-    return order.created_at.strftime("%H:%M:%S")
+def _clock(moment: datetime | None) -> str:
+    return moment.strftime("%H:%M:%S") if moment else ""
 
 
 def _button(order: Order, action: str, label: str) -> str:
@@ -38,34 +40,29 @@ def _button(order: Order, action: str, label: str) -> str:
     return f'<form method="post" action="{escape(path)}"><button>{label}</button></form>'
 
 
-def _pending_rows(orders: Iterable[Order]) -> str:
+def _pending_cells(order: Order) -> str:
+    buttons = f"{_button(order, 'pay', 'Pay')} {_button(order, 'decline', 'Decline')}"
+    return f"<td>{_clock(order.created_at)}</td><td>{buttons}</td>"
+
+
+def _settled_cells(order: Order) -> str:
+    status = escape(order.message or order.status)
+    return f'<td class="{order.status}">{status}</td><td>{_clock(order.settled_at)}</td>'
+
+
+def _rows(orders: Iterable[Order], cells: Callable[[Order], str], empty: str) -> str:
+    """A table row per order: its number, amounts and method, then ``cells(order)``."""
     rows = [
         "<tr>"
         f"<td>{escape(order.out_trade_no)}</td>"
         f'<td class="amount">{order.amount}</td>'
         f'<td class="amount">{order.buyer_total}</td>'
         f"<td>{METHODS.get(order.method, order.method)}</td>"
-        f"<td>{_time(order)}</td>"
-        f"<td>{_button(order, 'pay', 'Pay')} {_button(order, 'decline', 'Decline')}</td>"
+        f"{cells(order)}"
         "</tr>"
         for order in orders
     ]
-    return "\n".join(rows) or '<tr><td colspan="6">No payment is waiting for the buyer.</td></tr>'
-
-
-def _settled_rows(orders: Iterable[Order]) -> str:
-    rows = [
-        "<tr>"
-        f"<td>{escape(order.out_trade_no)}</td>"
-        f'<td class="amount">{order.amount}</td>'
-        f'<td class="amount">{order.buyer_total}</td>'
-        f"<td>{METHODS.get(order.method, order.method)}</td>"
-        f'<td class="{order.status}">{escape(order.message or order.status)}</td>'
-        f"<td>{order.settled_at.strftime('%H:%M:%S') if order.settled_at else ''}</td>"
-        "</tr>"
-        for order in orders
-    ]
-    return "\n".join(rows) or '<tr><td colspan="6">Nothing settled yet.</td></tr>'
+    return "\n".join(rows) or f'<tr><td colspan="6">{empty}</td></tr>'
 
 
 def render(orders: list[Order], config: Config) -> str:
@@ -73,7 +70,7 @@ def render(orders: list[Order], config: Config) -> str:
     pending = [order for order in orders if order.status is OrderStatus.NOTPAY]
     settled = sorted(
         (order for order in orders if order.settled_at is not None),
-        key=lambda order: order.settled_at or order.created_at,
+        key=attrgetter("settled_at"),
         reverse=True,
     )[:RECENT]
     return f"""<!DOCTYPE html>
@@ -93,13 +90,13 @@ The buyer pays the amount plus the order's fee rate.</p>
 <table>
 <tr><th>Order</th><th>Amount (USD)</th><th>Buyer pays</th><th>Method</th><th>Created (UTC)</th>
 <th></th></tr>
-{_pending_rows(pending)}
+{_rows(pending, _pending_cells, "No payment is waiting for the buyer.")}
 </table>
 <h2>Recently settled</h2>
 <table>
 <tr><th>Order</th><th>Amount (USD)</th><th>Buyer pays</th><th>Method</th><th>Status</th>
 <th>At (UTC)</th></tr>
-{_settled_rows(settled)}
+{_rows(settled, _settled_cells, "Nothing settled yet.")}
 </table>
 </body>
 </html>

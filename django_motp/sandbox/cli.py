@@ -7,26 +7,39 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .errors import Refused
+from .faults import parse_rate
 from .server import SandboxServer
-from .state import RUNTIME_OPTIONS, Config
+from .state import RUNTIME_OPTIONS, Config, parse_seconds
 
 DEFAULT_PORT = 8765
 
 
-def _fault_rate(text: str) -> float:
-    rate = float(text)
-    if not 0 <= rate <= 1:
-        raise argparse.ArgumentTypeError("must be a number from 0 to 1")
-    return rate
+def _number(parse: Callable[[Decimal], float]) -> Callable[[str], float]:
+    """An argparse type: the option's text as a number, checked by ``parse`` (the parser of the
+    control API's bodies, so both take the same values).
+    """
+
+    def convert(text: str) -> float:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not value.is_finite():
+            raise argparse.ArgumentTypeError("must be a number")
+        try:
+            return parse(value)
+        except Refused as error:
+            raise argparse.ArgumentTypeError(error.message) from None
+
+    return convert
 
 
-def _seconds(text: str) -> float:
-    seconds = float(text)
-    if seconds < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return seconds
+_fault_rate = _number(parse_rate)
+_seconds = _number(lambda value: parse_seconds("the value", value))
 
 
 def _http_status(text: str) -> int:

@@ -1,8 +1,10 @@
 """The control API under ``/_sandbox/``: what a test or a person uses to steer the sandbox.
 
-No authentication (the server serves it to loopback clients only). Bodies are JSON objects (an
+No authentication (the server serves it to loopback clients, at a loopback ``Host``, and refuses
+cross-site browser posts). Bodies are JSON objects sent as ``Content-Type: application/json`` (an
 empty body counts as ``{}``); every answer is ``{"success": bool, "data": {...}}``. Statuses:
-200 done, 400 bad request, 404 unknown order or path, 405 wrong method, 409 order not NOTPAY.
+200 done, 400 bad request, 404 unknown order or path, 405 wrong method, 409 order not NOTPAY
+(and from the server: 403 not a loopback client or a cross-site post, 421 not a loopback host).
 
 - ``GET /_sandbox/orders``: ``{"orders": [order, ...]}``, oldest first.
 - ``GET /_sandbox/orders/<out_trade_no>``: the order, with its ``refunds``.
@@ -27,13 +29,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from . import jsonio
 from .endpoints import OPERATIONS
 from .errors import Conflict, NotFound, Refused
 from .faults import parse_fault, parse_rate
 from .gateway import Answer, failure, success
 from .outcomes import Outcome
 from .state import BUYER_DECLINED_MESSAGE, SandboxState, parse_seconds
+from .validation import parse_body
 
 PREFIX = "/_sandbox/"
 
@@ -56,20 +58,6 @@ def _route(segments: list[str]) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-def _parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if not body.strip() or media_type == "application/x-www-form-urlencoded":
-        # An empty body, or the buyer page's form (its buttons carry no fields).
-        return {}
-    try:
-        value = jsonio.loads(body)
-    except ValueError as error:
-        raise Refused(f"The request body is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise Refused("The request body must be a JSON object")
-    return value
-
-
 class Control:
     """Routes control calls to a ``SandboxState``."""
 
@@ -84,7 +72,7 @@ class Control:
             ("POST", "faults"): self._faults,
             ("POST", "expire_tokens"): lambda args, body: {"expired": state.expire_tokens()},
             ("GET", "config"): lambda args, body: state.configure(),
-            ("POST", "config"): lambda args, body: state.configure(**body),
+            ("POST", "config"): lambda args, body: state.configure(body),
             ("POST", "reset"): self._reset,
             ("GET", "stats"): lambda args, body: state.stats(),
         }
@@ -101,7 +89,8 @@ class Control:
             allowed = " or ".join(m for m, n in self._handlers if n == name)
             return failure(f"{path} takes {allowed}, not {method}", 405)
         try:
-            return success(handler(args, _parse_body(content_type, body)))
+            # An empty body is {}: what curl and the buyer page's buttons (no fields) send.
+            return success(handler(args, parse_body(content_type, body, empty=True)))
         except NotFound as error:
             return failure(error.message, 404)
         except Conflict as error:

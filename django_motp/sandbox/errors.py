@@ -1,7 +1,8 @@
 """Refusals: what the sandbox answers with ``success: false`` and a message.
 
 Gateway operations answer every ``Refused`` with HTTP 200, as the gateway does. The control API
-maps ``NotFound`` to 404, ``Conflict`` to 409 and any other ``Refused`` to 400.
+maps ``NotFound`` to 404, ``Conflict`` to 409 and any other ``Refused`` to 400. ``Stopped`` is
+no refusal: the server drops the request it interrupts.
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class Unauthorized(Refused):
 
     The gateway answers it with the configured ``auth_failure_status`` (401 by default).
     """
+
+
+class Stopped(Exception):
+    """The server stopped while the request waited: it is dropped without an answer."""

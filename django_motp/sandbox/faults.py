@@ -48,17 +48,15 @@ class When(StrEnum):
 
 @dataclass
 class Fault:
-    """A planned fault: the next ``count`` requests of ``operation`` (any if None) get it."""
+    """A planned fault: the next ``count`` requests of ``operation`` (any if None) get it.
+
+    ``parse_fault`` makes one from the plain strings of a control-call body.
+    """
 
     kind: FaultKind
     operation: str | None = None
     when: When = When.AFTER
     count: int = 1
-
-    def __post_init__(self) -> None:
-        # Accept the plain strings of a control-call body ("reset", "before").
-        self.kind = FaultKind(self.kind)
-        self.when = When(self.when)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

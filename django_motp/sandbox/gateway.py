@@ -2,8 +2,8 @@
 
 ``Gateway.handle`` knows nothing of sockets: it takes the operation name, the ``Authorization``
 and ``Content-Type`` headers and the raw body, and returns an ``Answer`` (HTTP status and JSON
-payload). The only waiting it does is the buyer's PIN (outcome ``pin``), slept outside the state's
-lock.
+payload). The only waiting it does is the buyer's PIN (outcome ``pin``), outside the state's lock;
+the server's ``stopping`` event ends it early (``Stopped``: the request gets no answer).
 
 HTTP statuses: 200 for every answer, including ``success: false`` refusals (validation, unknown
 order, declines), as the gateway does; ``auth_failure_status`` (401 by default) for a bad token
@@ -12,13 +12,12 @@ or bad credentials.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import jsonio
-from .errors import Refused, Unauthorized
+from .errors import Refused, Stopped, Unauthorized
 from .outcomes import USERPAYING_MESSAGE, outcome_for_auth_code
 from .state import (
     CURRENCY,
@@ -28,7 +27,7 @@ from .state import (
     RefundStatus,
     SandboxState,
 )
-from .validation import clean
+from .validation import clean, parse_body
 
 TOKEN_REFUSED = "Unauthenticated: token is missing or expired"
 #: The text of a gateway that refuses a token with HTTP 200 (``auth_failure_status=200``).
@@ -56,27 +55,20 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def parse_json_body(content_type: str | None, body: bytes) -> Any:
-    """The JSON value of a request body; raises ``Refused`` for another type or invalid JSON."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise Refused(f"Content-Type must be application/json, not {media_type or 'missing'}")
-    try:
-        return jsonio.loads(body)
-    except ValueError as error:
-        raise Refused(f"The request body is not valid JSON: {error}") from None
-
-
 def _store_number(store_id: str) -> int | str:
     # The gateway answers store_id as a number; a store id that is not all digits stays text.
     return int(store_id) if store_id.isdigit() else store_id
 
 
 class Gateway:
-    """The seven gateway operations over one ``SandboxState``."""
+    """The seven gateway operations over one ``SandboxState``.
 
-    def __init__(self, state: SandboxState) -> None:
+    ``stopping`` is the server's stop event: set, it ends a PIN wait at once.
+    """
+
+    def __init__(self, state: SandboxState, stopping: threading.Event | None = None) -> None:
         self.state = state
+        self.stopping = stopping or threading.Event()
         self._operations: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "token": self._token,
             "native_pay": self._native_pay,
@@ -99,9 +91,7 @@ class Gateway:
         try:
             if operation != "token":
                 self.state.check_token(_bearer(authorization))
-            request = clean(
-                operation, parse_json_body(content_type, body), self.state.config.store_id
-            )
+            request = clean(operation, parse_body(content_type, body), self.state.config.store_id)
             return self._operations[operation](request)
         except Unauthorized as error:
             status = self.state.config.auth_failure_status
@@ -139,8 +129,9 @@ class Gateway:
         created = self.state.create_payment(method, request, outcome)
         order = created.order
         if created.hold:
-            time.sleep(created.hold)
-            order = self.state.finish_hold(order.out_trade_no)
+            if self.stopping.wait(created.hold):
+                raise Stopped
+            order = self.state.finish_hold(order.out_trade_no, created.generation)
         if order.status is OrderStatus.PAYERROR:
             return failure(order.message)
         if order.status is OrderStatus.NOTPAY:
@@ -180,6 +171,8 @@ class Gateway:
                 "service_id": order.service_id,
                 "out_trade_no": order.out_trade_no,
                 "amount": order.amount,
+                # The order's latest refund, as the spec's answer shows; null before any.
+                "out_refund_no": order.refund_nos[-1] if order.refund_nos else None,
                 "currency": CURRENCY,
                 "message": PAYMENT_MESSAGES.get(order.status, order.message),
             }

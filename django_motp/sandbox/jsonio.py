@@ -8,7 +8,7 @@ exactly like the ``Decimal``: ``Decimal("19.90")`` is written ``19.90``, which t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -29,8 +29,9 @@ def loads(text: bytes | str) -> Any:
 def dumps(value: Any) -> str:
     """Serialize ``value`` to compact JSON, writing each finite ``Decimal`` as a plain number.
 
-    Accepts dicts (with string keys), lists, tuples, strings, ints, floats, bools, ``None`` and
-    ``Decimal``; raises ``TypeError`` for anything else and ``ValueError`` for a non-finite number.
+    Accepts mappings (with string keys), lists, tuples, strings, ints, floats, bools, ``None`` and
+    ``Decimal``; raises ``TypeError`` for anything else (``bytes`` included: not a list of
+    numbers) and ``ValueError`` for a non-finite number.
     """
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -41,6 +42,6 @@ def dumps(value: Any) -> str:
     if isinstance(value, Mapping):
         items = (f"{json.dumps(str(key))}:{dumps(item)}" for key, item in value.items())
         return "{" + ",".join(items) + "}"
-    if isinstance(value, Sequence):
+    if isinstance(value, (list, tuple)):
         return "[" + ",".join(dumps(item) for item in value) + "]"
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -5,7 +5,12 @@ keep-alive, ``Content-Length`` on every answer, TCP_NODELAY so a loopback round 
 rather than ~40 ms of Nagle and delayed-ACK wait). Routes:
 
 - the gateway operations, ``POST`` at the paths of ``endpoints.ENDPOINTS``, where faults apply;
-- the control API under ``/_sandbox/`` and the buyer page ``GET /``, to loopback clients only.
+- the control API under ``/_sandbox/`` and the buyer page ``GET /``, to loopback clients only,
+  at a loopback ``Host`` (``localhost``, ``127.x.x.x``, ``[::1]``: no DNS rebinding), and no
+  cross-site browser post (``Sec-Fetch-Site`` or ``Origin`` must be the sandbox's own).
+
+``stop()`` sets the ``stopping`` event: a PIN hold or a ``slow`` fault waiting on it ends at once,
+its request dropped without an answer and without touching the state.
 
 Quiet by default; ``verbose=True`` logs one line per request (its request line and status, never
 a header or a body, so never a password, token or auth code). A bug in the sandbox is always
@@ -16,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 import socketserver
 import struct
 import sys
 import threading
-import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -33,12 +38,33 @@ from . import jsonio
 from .buyer import render
 from .control import PREFIX, Control
 from .endpoints import OPERATION_AT
+from .errors import Stopped
 from .faults import CUTOFF_PLACEHOLDER, NODATA_ANSWER, PAGES, Fault, FaultKind, When
 from .gateway import Answer, Gateway, failure
 from .state import Config, SandboxState
+from .validation import media_type
 
 #: The largest request body read; a bigger one is answered 413 and the connection closed.
 MAX_BODY = 1024 * 1024
+
+#: A ``Host`` header: a name or an IPv4 address, or an IPv6 address in brackets; a port maybe.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\[\]:]+))(?::\d*)?", re.ASCII)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine: ``localhost``, ``127.x.x.x`` or ``[::1]``,
+    with or without a port. A DNS-rebinding page's requests carry its own (public) host name.
+    """
+    match = _HOST.fullmatch((host or "").strip())
+    if match is None:
+        return False
+    if match["name"] and match["name"].lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(match["ipv6"] or match["name"])
+    except ValueError:
+        return False
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 class SandboxServer:
@@ -58,11 +84,16 @@ class SandboxServer:
         self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False, **options: Any
     ) -> None:
         self.state = SandboxState(Config(**options))
-        self.gateway = Gateway(self.state)
+        #: Set by ``stop()``: PIN holds and slow faults wait on it, so they end with the server.
+        self.stopping = threading.Event()
+        self.gateway = Gateway(self.state, self.stopping)
         self.control = Control(self.state)
         self.verbose = verbose
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
+        # The thread in the serving loop, ``start()``'s or ``serve_forever()``'s caller.
+        self._serving: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._closed = False
 
     @property
@@ -83,8 +114,8 @@ class SandboxServer:
         """Serve in a daemon thread; returns the server. Call ``stop()`` when done."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.1},
+                target=self._serve,
+                args=(0.1,),
                 name=f"motp-sandbox-{self.port}",
                 daemon=True,
             )
@@ -92,21 +123,42 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until ``KeyboardInterrupt``, then stop."""
+        """Serve in the calling thread until ``KeyboardInterrupt`` or ``stop()`` (called from
+        another thread), then stop.
+        """
         try:
-            self._httpd.serve_forever(poll_interval=0.5)
+            self._serve(0.5)
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
 
+    def _serve(self, poll_interval: float) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._serving = threading.current_thread()
+        try:
+            self._httpd.serve_forever(poll_interval=poll_interval)
+        finally:
+            with self._lock:
+                self._serving = None
+
     def stop(self) -> None:
-        """Stop serving, drop open keep-alive connections, release the port. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
+        """Stop serving, end the requests that wait (PIN holds, slow faults) unanswered, drop open
+        keep-alive connections, release the port. Idempotent; callable from any thread.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            serving = self._serving
+        self.stopping.set()
+        current = threading.current_thread()
+        # shutdown() waits for the serving loop to end: never from the loop's own thread.
+        if serving is not None and serving is not current:
             self._httpd.shutdown()
+        if self._thread is not None and self._thread is not current:
             self._thread.join()
         self._httpd.close_connections()
         self._httpd.server_close()
@@ -124,8 +176,6 @@ class SandboxServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
     def __init__(self, address: tuple[str, int], app: SandboxServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
@@ -180,9 +230,12 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"motp-sandbox/{__version__}"
-    sys_version = ""
     disable_nagle_algorithm = True
     server: _HTTPServer
+
+    def version_string(self) -> str:
+        # The ``Server`` header: no Python version (the default appends it after a space).
+        return self.server_version
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -211,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._local(path, body)
             else:
                 self._send_json(failure(f"Nothing at {path}", 404))
+        except Stopped:
+            self.close_connection = True  # the server stops: no answer
         except OSError:
             raise  # the client went away: nothing to answer
         except Exception:
@@ -223,15 +278,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_json(failure("Send the body with a Content-Length", 411))
             return None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            self.close_connection = True
+            self._send_json(failure("Content-Length must be a number of bytes", 400))
+            return None
+        if int(text) > MAX_BODY:
             self.close_connection = True
             self._send_json(failure(f"Content-Length must be 0 to {MAX_BODY}", 413))
             return None
-        return self.rfile.read(length)
+        return self.rfile.read(int(text))
 
     # The gateway
 
@@ -260,13 +316,23 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _slow(self, fault: Fault, operation: str, body: bytes) -> Answer:
-        delay = self._app.state.config.slow_delay
+        state = self._app.state
+        delay = state.config.slow_delay
         if fault.when is When.BEFORE:
-            time.sleep(delay)
+            generation = state.generation
+            self._wait(delay)
+            if state.generation != generation:
+                # Reset meanwhile: the request belongs to a test that is over.
+                return failure("The sandbox was reset while the request waited: not applied")
             return self._apply(operation, body)
         answer = self._apply(operation, body)
-        time.sleep(delay)
+        self._wait(delay)
         return answer
+
+    def _wait(self, seconds: float) -> None:
+        """Wait ``seconds``; raise ``Stopped`` at once if the server stops meanwhile."""
+        if self._app.stopping.wait(seconds):
+            raise Stopped
 
     def _spoil(self, fault: Fault, answer: Answer | None) -> None:
         """Answer ``fault`` in place of ``answer`` (None: the operation was not applied)."""
@@ -293,6 +359,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not (mapped or address).is_loopback:
             self._send_json(failure("The sandbox serves this to loopback clients only", 403))
             return
+        host_header = self.headers.get("Host")
+        if not is_loopback_host(host_header):
+            message = (
+                "The sandbox serves this at localhost, 127.0.0.1 or [::1] only, "
+                f"not at {host_header or 'a missing Host'}"
+            )
+            self._send_json(failure(message, 421))
+            return
+        if self.command == "POST" and self._cross_site(host_header or ""):
+            self._send_json(failure("Cross-site requests are refused", 403))
+            return
         if path == "/":
             if self.command != "GET":
                 self._send_json(failure(f"/ takes GET, not {self.command}", 405))
@@ -302,12 +379,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type")
         answer = self._app.control.handle(self.command, path, content_type, body)
-        if (content_type or "").startswith("application/x-www-form-urlencoded"):
+        if media_type(content_type) == "application/x-www-form-urlencoded":
             # The buyer page's Pay and Decline buttons: back to the page, whatever happened
             # (it shows the order's state).
             self._send(303, b"", "text/plain", headers={"Location": "/"})
             return
         self._send_json(answer)
+
+    def _cross_site(self, host: str) -> bool:
+        """Whether a browser sends this from another site's page (a CSRF form or fetch).
+
+        Browsers say where a request comes from with ``Sec-Fetch-Site`` (else ``Origin``); the
+        buyer page's own buttons are ``same-origin``, a typed URL ``none``. A client that sends
+        neither (curl, requests, a test) is no browser page, and is served.
+        """
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site.strip().lower() not in ("same-origin", "none")
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            own = f"http://{host.strip().lower()}".removesuffix(":80")
+            return origin.strip().lower() != own
+        return False
 
     # Writing
 

@@ -1,11 +1,14 @@
 """The sandbox gateway's memory: configuration, tokens, orders, refunds, scripts, faults, counts.
 
 ``SandboxState`` is thread-safe: one lock guards everything, and no method sleeps while holding
-it (the PIN hold and slow faults sleep in the request's thread, between two calls). Changes that
+it (the PIN hold and slow faults wait in the request's thread, between two calls). Changes that
 time drives (a USERPAYING order paid ``pay_delay`` seconds later, a refund leaving PROCESSING
 ``refund_delay`` seconds later) are applied by every method before it reads, so there is no timer
 thread and a status check always sees them on time. A delay is the option's value when checked:
-``configure(refund_delay=0)`` settles the refunds already waiting.
+``configure({"refund_delay": 0})`` settles the refunds already waiting.
+
+``reset()`` starts a new generation: a PIN hold that began before it cannot settle an order made
+after it (``finish_hold`` checks the generation its order was made in).
 
 Methods return copies (snapshots), never the live records.
 """
@@ -17,6 +20,7 @@ import string
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -91,7 +95,7 @@ RUNTIME_OPTIONS = (
 )
 
 
-def parse_options(changes: dict[str, Any]) -> dict[str, Any]:
+def parse_options(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Validated runtime options; raises ``Refused`` naming an unknown option or a bad value."""
     parsed: dict[str, Any] = {}
     for name, value in changes.items():
@@ -192,10 +196,14 @@ class Refund:
 
 @dataclass(frozen=True)
 class Created:
-    """A new order, and how many seconds its pay call is held for the buyer's PIN (else 0)."""
+    """A new order, and how many seconds its pay call is held for the buyer's PIN (else 0).
+
+    ``generation`` is the state's generation when the order was made: ``finish_hold`` needs it.
+    """
 
     order: Order
     hold: float
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,8 @@ class SandboxState:
     def __init__(self, config: Config | None = None) -> None:
         self._initial = replace(config) if config else Config()
         self._lock = threading.Lock()
+        #: Incremented by each ``reset()``: what began before a reset must not act after it.
+        self._generation = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -237,7 +247,14 @@ class SandboxState:
     def reset(self) -> None:
         """Forget every order, refund, token, script, fault and count; restore the start options."""
         with self._lock:
+            self._generation += 1
             self._reset()
+
+    @property
+    def generation(self) -> int:
+        """How many times the state was reset."""
+        with self._lock:
+            return self._generation
 
     # Options
 
@@ -246,12 +263,12 @@ class SandboxState:
         with self._lock:
             return replace(self._config)
 
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change runtime options (see ``RUNTIME_OPTIONS``); returns them all.
+    def configure(self, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Change runtime options (``{name: value}``, see ``RUNTIME_OPTIONS``); returns them all.
 
         Raises ``Refused`` for an unknown option or a bad value, changing nothing.
         """
-        parsed = parse_options(changes)
+        parsed = parse_options(changes or {})
         with self._lock:
             for name, value in parsed.items():
                 setattr(self._config, name, value)
@@ -306,7 +323,7 @@ class SandboxState:
         first in first out. Returns the queue.
         """
         with self._lock:
-            self._scripts.append(_Script(Outcome(outcome), delay))
+            self._scripts.append(_Script(outcome, delay))
             return [{"outcome": s.outcome.value, "delay": s.delay} for s in self._scripts]
 
     # Tokens
@@ -374,7 +391,7 @@ class SandboxState:
 
         ``outcome`` is what the auth code scripts (None for native pay: the order waits for the
         buyer). A queued script overrides it. ``Created.hold`` is the PIN wait of a quick or
-        JSAPI call, which the caller sleeps, outside the lock, before ``finish_hold``.
+        JSAPI call, which the caller waits, outside the lock, before ``finish_hold``.
         """
         with self._lock:
             self._advance()
@@ -410,14 +427,22 @@ class SandboxState:
                 self._schedule("order", out_trade_no, "pin_delay", delay)
             elif outcome is Outcome.PIN:
                 hold = self._delay(delay, "pin_delay")
-            return Created(self._copy(order), hold)
+            return Created(self._copy(order), hold, self._generation)
 
     def _delay(self, scripted: float | None, option: str) -> float:
         return float(getattr(self._config, option)) if scripted is None else scripted
 
-    def finish_hold(self, out_trade_no: str) -> Order:
-        """End the PIN wait: the order is paid unless it was settled meanwhile."""
+    def finish_hold(self, out_trade_no: str, generation: int) -> Order:
+        """End the PIN wait: the order is paid unless it was settled meanwhile.
+
+        ``generation`` is ``Created.generation``. Raises ``Refused`` if the state was reset since:
+        the order held is gone, and one made since with the same ``out_trade_no`` is not its.
+        """
         with self._lock:
+            if generation != self._generation:
+                raise Refused(
+                    f"The sandbox was reset during the PIN wait: order {out_trade_no} is void"
+                )
             self._advance()
             order = self._get_order(out_trade_no)
             if order.status is OrderStatus.NOTPAY:

@@ -1,4 +1,7 @@
-"""Strict validation of gateway request bodies.
+"""Strict validation of request bodies.
+
+``parse_body(content_type, body)`` reads the JSON object of a request, for the gateway and the
+control API alike: ``Content-Type: application/json`` and a JSON object, else ``Refused``.
 
 ``clean(operation, body, store_id)`` returns the fields of a request, normalized (amounts as
 ``Decimal`` with two places, ``store_id`` and ``auth_code`` as strings), or raises ``Refused``
@@ -24,6 +27,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from . import jsonio
 from .errors import Refused
 
 CENT = Decimal("0.01")
@@ -164,13 +168,36 @@ def _clean_field(name: str, value: Any, store_id: str) -> Any:
     return _RULES[name](value)
 
 
-def clean(operation: str, body: Any, store_id: str) -> dict[str, Any]:
+def media_type(content_type: str | None) -> str:
+    """The media type of a ``Content-Type`` header, lowercase, without parameters ("" if none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_body(content_type: str | None, body: bytes, *, empty: bool = False) -> dict[str, Any]:
+    """The JSON object of a request body.
+
+    Raises ``Refused`` unless the ``Content-Type`` is ``application/json`` and the body a JSON
+    object. With ``empty=True`` an empty body (of any type) counts as ``{}``.
+    """
+    if empty and not body.strip():
+        return {}
+    if media_type(content_type) != "application/json":
+        found = media_type(content_type) or "missing"
+        raise Refused(f"Content-Type must be application/json, not {found}")
+    try:
+        value = jsonio.loads(body)
+    except ValueError as error:
+        raise Refused(f"The request body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise Refused(f"The request body must be a JSON object, not {_kind(value)}")
+    return value
+
+
+def clean(operation: str, body: dict[str, Any], store_id: str) -> dict[str, Any]:
     """The validated fields of ``body`` for ``operation``; raises ``Refused`` naming a bad field.
 
     Optional fields that are absent or ``null`` are left out of the result.
     """
-    if not isinstance(body, dict):
-        raise Refused(f"The request body must be a JSON object, not {_kind(body)}")
     required, optional = FIELDS[operation]
     cleaned: dict[str, Any] = {}
     for name in required:

@@ -700,3 +700,35 @@ def test_concurrent_sweeps_split_the_due_rows(motp_sandbox):
     claims = at_once(lambda: services.claim_due(Payment, 30)[0], times=3)
     claimed = [pk for pks in claims for pk in pks]
     assert len(claimed) == len(set(claimed)) == 30
+
+
+def test_a_late_check_without_an_answer_is_not_counted(motp_sandbox):
+    payment = services.create_quick_payment("4.00", AUTH_CODE_DECLINED)
+    settled_ago(payment, 61)
+    motp_sandbox.fault("504", operation="check_payment", count=2)  # the check and its retry
+    assert services.sync_payment(payment).status == S.FAILED
+    payment.refresh_from_db()
+    assert payment.late_checks_done == 0
+    assert payment.next_check_at >= timezone.now() + timedelta(seconds=55)
+
+
+def test_a_refund_whose_fate_cannot_be_asked_is_neither_resent_nor_failed(motp_sandbox):
+    payment = paid_payment("10.00")
+    motp_sandbox.fault("reset", operation="refund", when="before")
+    refund = services.refund_payment(payment, "4.00")
+    motp_sandbox.fault("reset", operation="check_refund", count=2)
+    assert services.sync_refund(refund).status == R.CREATED
+    assert motp_sandbox.calls("refund") == 1
+    refund.refresh_from_db()
+    assert refund.next_check_at > timezone.now()
+    assert services.sync_refund(refund).status == R.SUCCEEDED  # once it can be asked
+
+
+@pytest.mark.postgres
+def test_two_tills_using_one_order_number_at_once_make_one_payment(motp_sandbox):
+    outcomes = at_once(
+        lambda: services.create_quick_payment("5.00", AUTH_CODE_PAID, out_trade_no="SAME-1"), 2
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["Payment", "ValidationError"]
+    assert Payment.objects.count() == 1
+    assert motp_sandbox.calls("quick_pay") == 1

@@ -435,7 +435,7 @@ class MOTPClient:
             )
         if status >= 500 or not isinstance(payload, dict):
             raise MOTPTransportError(
-                f"Unusable answer from the gateway: {_snippet(response)}",
+                f"Unusable answer from the gateway: {_snippet(response, operation)}",
                 status_code=status,
                 operation=operation,
             )
@@ -498,7 +498,7 @@ class MOTPClient:
         )
         if self.on_call is None:
             return
-        answer = payload if payload is not None else (_snippet(response) if response else None)
+        answer = payload if payload is not None else _snippet(response, operation) or None
         record = CallRecord(
             operation=operation,
             url=url,
@@ -548,9 +548,13 @@ def _message(payload: Any) -> str:
     return str(message or payload.get("message") or payload.get("msg") or "")
 
 
-def _snippet(response: requests.Response | None, limit: int = 200) -> str:
+def _snippet(response: requests.Response | None, operation: str, limit: int = 200) -> str:
+    """The start of an answer that could not be used, for logs and errors. Never for the token
+    call: a cut-off answer may hold the token, which nothing could then recognise to redact."""
     if response is None:
         return ""
+    if operation == "token":
+        return f"HTTP {response.status_code}, {len(response.content)} bytes"
     text = response.content[:limit].decode("utf-8", "replace")
     return f"HTTP {response.status_code} {text!r}"
 

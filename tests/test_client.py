@@ -302,3 +302,15 @@ def test_jsapi_pay_waits_as_long_as_quick_pay(motp_sandbox, settings):
         auth_code=AUTH_CODE_PIN,
     )
     assert data["result_code"] == "SUCCESS"
+
+
+def test_an_unusable_token_answer_is_never_quoted(motp_sandbox, client, records, caplog):
+    # A proxy's cut-off copy could hold the token, which nothing could then know to redact.
+    caplog.set_level(logging.DEBUG, logger="django_motp")
+    motp_sandbox.fault("html", operation="token", count=2)
+    with pytest.raises(MOTPTransportError) as caught:
+        client.get_token()
+    told = repr(caught.value) + caplog.text + repr(records)
+    assert "<html" not in told.lower()
+    assert "bytes" in str(caught.value)
+    assert [r.response.split(",")[0] for r in records] == ["HTTP 200", "HTTP 200"]

@@ -49,16 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "REFUND_DEADLINE": 86400,
     "LATE_CHECKS": [60, 300, 1800],
     "TOKEN_TTL": 50,
-    # Messages of a ``success: false`` answer that mean "not settled yet", not a decline.
-    # Matched case-insensitively as substrings of the gateway's message.
-    "PENDING_MESSAGES": [
-        "USERPAYING",
-        "SYSTEMERROR",
-        "BANKERROR",
-        "PROCESSING",
-        "PENDING",
-        "IN PROGRESS",
-    ],
+    # Codes in a ``success: false`` message that mean "not settled yet", not a decline.
+    # Matched as whole words, case-sensitively: the gateway's codes are upper case.
+    "PENDING_MESSAGES": ["USERPAYING", "SYSTEMERROR", "BANKERROR", "PROCESSING", "PENDING"],
     "LOG_API_CALLS": True,
 }
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -69,7 +70,7 @@ class Payment(models.Model):
         help_text=_("Sum of the refunds that have not failed, pending ones included."),
     )
     reference = models.CharField(_("reference"), max_length=255, blank=True, db_index=True)
-    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     message = models.CharField(_("gateway message"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -48,9 +48,10 @@ def payment_deadline(method: str, start: datetime) -> datetime:
 
 
 def call_window(call_timeout: float) -> float:
-    """Seconds a payment or refund call may take before its outcome is sure to be unknown: the
-    token fetch and its one retry, the call, and the call again after one refused token."""
-    return 3 * float(motp_settings.TIMEOUT) + 2 * float(call_timeout)
+    """Seconds a payment or refund call may take before its outcome is sure to be unknown: twice
+    (once more after a refused token) a token fetch (waiting up to one timeout for another
+    process's fetch, then the fetch and its one retry) and the call."""
+    return 2 * (3 * float(motp_settings.TIMEOUT) + float(call_timeout))
 
 
 def payment_interval(method: str, age: float) -> float:

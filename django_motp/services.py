@@ -286,8 +286,12 @@ def _update_if(obj: M, **fields: Any) -> bool:
 
 
 def _is_pending_message(message: str) -> bool:
-    text = message.upper()
-    return any(code.upper() in text for code in motp_settings.PENDING_MESSAGES)
+    """Whether a refusal is one of the gateway's in-progress codes (``PENDING_MESSAGES``), matched
+    as whole words and case-sensitively: "USERPAYING: ..." is, "Error processing refund" is not."""
+    return any(
+        re.search(rf"(?<![A-Z0-9_]){re.escape(code)}(?![A-Z0-9_])", message)
+        for code in motp_settings.PENDING_MESSAGES
+    )
 
 
 def _short(text: Any) -> str:
@@ -582,13 +586,14 @@ def refund_payment(
             Payment.objects.filter(pk=locked.pk).update(
                 reserved_amount=Round(F("reserved_amount") + refund_amount, 2)
             )
+            locked.refresh_from_db(fields=["reserved_amount"])
     except IntegrityError as err:
         if Refund.objects.filter(out_refund_no=number).exists():
             raise ValidationError({"out_refund_no": f"{number} is already used."}) from err
         raise
     _submit_refund(refund)
     _enqueue_poll(refund)
-    payment.refresh_from_db(fields=["reserved_amount", "refunded_amount"])
+    payment.refresh_from_db()
     return refund
 
 
@@ -622,8 +627,13 @@ def _refundable(locked: Payment, wanted: Decimal | None) -> Decimal:
     return refundable if wanted is None else wanted
 
 
-def _submit_refund(refund: Refund) -> None:
-    """Send the refund and apply the answer; an unknown outcome leaves it created, to resend."""
+def _submit_refund(refund: Refund, *, resend: bool = False) -> None:
+    """Send the refund and apply the answer; an unknown outcome leaves it created, to resend.
+
+    A refusal of a resend may mean the first send got through after all ("out_refund_no already
+    used"), so the refund's status is asked once more: it fails unless that says it succeeded or
+    is in progress.
+    """
     payment = refund.payment
     try:
         data = get_client().refund(
@@ -640,8 +650,17 @@ def _submit_refund(refund: Refund) -> None:
     except MOTPAPIError as err:
         if _is_pending_message(err.message):
             _refund_accepted(refund, err.message)
-        else:
+        elif not resend:
             _fail_refund(refund, err.message)
+        elif (status := _ask_refund_status(refund)) is not None:
+            got_through = status.get("out_refund_no") == refund.out_refund_no and (
+                status.get("is_success") is True
+                or _is_pending_message(str(status.get("message") or ""))
+            )
+            if not got_through:
+                _fail_refund(refund, err.message)
+            elif _refund_accepted(refund, "Accepted (found by a status check)"):
+                _apply_refund_status(refund, status)
         return
     if _refund_accepted(refund, _short(data.get("result_code") or "Accepted")):
         _check_refund(refund)
@@ -649,32 +668,38 @@ def _submit_refund(refund: Refund) -> None:
 
 def _resend_refund(refund: Refund) -> None:
     """A refund the gateway never acknowledged: the first send may have got through, so ask
-    about it first, and send it again (same ``out_refund_no``) only if the gateway does not know
-    it."""
+    about it first, and send it again (same ``out_refund_no``) only when the gateway says it
+    does not have it: a refusal of the check, or an answer about another refund."""
     data = _ask_refund_status(refund)
     if data is None:
         return
-    if data.get("out_refund_no") == refund.out_refund_no:
+    answered_no = data.get("out_refund_no")
+    if answered_no == refund.out_refund_no:
         if _refund_accepted(refund, "Accepted (found by a status check)"):
             _apply_refund_status(refund, data)
-    else:
-        _submit_refund(refund)
+    elif answered_no or data.get("refused"):
+        _submit_refund(refund, resend=True)
+    else:  # an answer naming no refund says nothing about ours: ask again later
+        _update_if(refund, message=_short(data.get("message")), next_check_at=_refund_retry(refund))
 
 
 def _ask_refund_status(refund: Refund) -> Mapping[str, Any] | None:
-    """One status check of this very refund: the answer's data (``is_success`` False with the
-    gateway's message when it refused the check, e.g. "refund not found"), or None when no usable
-    answer came, the next try then scheduled."""
+    """One status check of this very refund: the answer's data (``refused`` and ``is_success``
+    False with the gateway's message when it refused the check, e.g. "refund not found"), or
+    None when no usable answer came, the next try then scheduled."""
     payment = refund.payment
     try:
         return get_client().check_refund(
             payment.store_id, payment.out_trade_no, refund.out_refund_no
         )
     except (MOTPTransportError, MOTPAuthError) as err:
-        _update_if(refund, message=_short(err.message), next_check_at=_refund_retry(refund))
-        return None
+        message = err.message
     except MOTPAPIError as err:
-        return {"is_success": False, "message": err.message}
+        if not _is_pending_message(err.message):
+            return {"refused": True, "is_success": False, "message": err.message}
+        message = err.message  # "SYSTEMERROR" and the like: no answer either
+    _update_if(refund, message=_short(message), next_check_at=_refund_retry(refund))
+    return None
 
 
 def _refund_accepted(refund: Refund, message: str) -> bool:

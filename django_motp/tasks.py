@@ -29,8 +29,8 @@ MAX_COUNTDOWN = 900
 #: Rows one sweep claims per model; the next sweep takes the rest.
 SWEEP_BATCH = 500
 #: Hard limit of a poll sent by other code than this module's (which computes one from the
-#: settings): above every HTTP timeout, below the claim lease of the default settings (103 s).
-DEFAULT_TIME_LIMIT = 95
+#: settings): above every HTTP timeout, below the claim lease of the default settings (163 s).
+DEFAULT_TIME_LIMIT = 140
 
 POLL_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -115,12 +115,12 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
 def _send(task: Any, kwargs: dict[str, Any], countdown: float = 0) -> None:
     """Send a poll, killed before its claim's lease runs out, so that a poll stuck on the
     network never overlaps the one the sweep hands the check to next."""
-    limit = services.claim_lease() - 5
+    lease = services.claim_lease()
     task.apply_async(
         kwargs=kwargs,
         countdown=countdown,
-        time_limit=limit,
-        soft_time_limit=limit - 5,
+        time_limit=0.9 * lease,
+        soft_time_limit=0.8 * lease,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
 

@@ -732,3 +732,36 @@ def test_two_tills_using_one_order_number_at_once_make_one_payment(motp_sandbox)
     assert sorted(type(o).__name__ for o in outcomes) == ["Payment", "ValidationError"]
     assert Payment.objects.count() == 1
     assert motp_sandbox.calls("quick_pay") == 1
+
+
+def test_metadata_keeps_decimals_and_dates(motp_sandbox):
+    when = timezone.now()
+    payment = services.create_native_payment(
+        "1.00", metadata={"basket_total": Decimal("1.00"), "opened": when}
+    )
+    payment.refresh_from_db()
+    assert payment.metadata == {"basket_total": "1.00", "opened": when.isoformat()[:23] + "Z"}
+
+
+def test_after_a_refund_both_payment_objects_show_the_reservation(motp_sandbox):
+    motp_sandbox.configure(refund_delay=60)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = services.refund_payment(payment, "4.00")
+    assert refund.status == R.PENDING
+    assert payment.refundable_amount == Decimal("6.00")
+    assert refund.payment.refundable_amount == Decimal("6.00")
+
+
+@pytest.mark.parametrize(
+    ("message", "in_progress"),
+    [
+        ("USERPAYING: waiting for the buyer to enter the payment PIN", True),
+        ("SYSTEMERROR", True),
+        ("PROCESSING: refund in progress", True),
+        ("Error processing refund", False),
+        ("PAYERROR: insufficient balance", False),
+        ("NOTUSERPAYING", False),
+    ],
+)
+def test_in_progress_codes_are_matched_as_whole_upper_case_words(message, in_progress):
+    assert services._is_pending_message(message) is in_progress

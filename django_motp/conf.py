@@ -53,6 +53,11 @@ DEFAULTS: dict[str, Any] = {
     # Matched as whole words, case-sensitively: the gateway's codes are upper case.
     "PENDING_MESSAGES": ["USERPAYING", "SYSTEMERROR", "BANKERROR", "PROCESSING", "PENDING"],
     "LOG_API_CALLS": True,
+    # A late success for a reference that another payment already succeeded for: refund it.
+    "REFUND_DUPLICATES": True,
+    # REST API: how long an Idempotency-Key is remembered, and who may call the API.
+    "IDEMPOTENCY_KEY_TTL": 86400,
+    "API_PERMISSION_CLASSES": ["django_motp.api.permissions.MOTPModelPermissions"],
 }
 
 KNOWN_KEYS = frozenset(REQUIRED) | frozenset(DEFAULTS)

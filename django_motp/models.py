@@ -8,6 +8,7 @@ too: amounts are positive and ``0 <= refunded_amount <= reserved_amount <= amoun
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,23 @@ from django.utils.translation import gettext_lazy as _
 
 #: The largest amount the gateway takes: 9,999,999,999.99.
 MAX_AMOUNT = Decimal("9999999999.99")
+
+
+class PaymentQuerySet(models.QuerySet["Payment"]):
+    def needs_attention(self) -> PaymentQuerySet:
+        """Payments a person should look at: flagged ones (a success answer that did not match,
+        a late success, a double charge) and unsettled ones past their deadline (the gateway
+        gave no usable answer in time)."""
+        overdue = Q(status__in=("created", "pending"), deadline_at__lt=timezone.now())
+        return self.filter(~Q(attention="") | overdue)
+
+
+class RefundQuerySet(models.QuerySet["Refund"]):
+    def needs_attention(self) -> RefundQuerySet:
+        """Refunds a person should look at: flagged ones (a success answer that did not match,
+        resolved by hand) and unsettled ones past their deadline."""
+        overdue = Q(status__in=("created", "pending"), deadline_at__lt=timezone.now())
+        return self.filter(~Q(attention="") | overdue)
 
 
 class Payment(models.Model):
@@ -42,6 +60,14 @@ class Payment(models.Model):
     FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.EXPIRED})
     #: States a late "paid" answer can still turn into succeeded.
     UNPAID_STATUSES = frozenset({Status.CREATED, Status.PENDING, Status.FAILED, Status.EXPIRED})
+
+    class Attention(models.TextChoices):
+        """Why a person should look at a payment (blank: nothing to look at)."""
+
+        NONE = "", _("Nothing")
+        ANSWER_MISMATCH = "answer_mismatch", _("Success answer did not match")
+        LATE_SUCCESS = "late_success", _("Paid after it had expired or failed")
+        DOUBLE_CHARGE = "double_charge", _("Paid twice for one reference")
 
     out_trade_no = models.CharField(_("order number"), max_length=32, unique=True)
     method = models.CharField(_("method"), max_length=8, choices=Method.choices)
@@ -83,6 +109,21 @@ class Payment(models.Model):
     )
     next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
     late_checks_done = models.PositiveSmallIntegerField(_("late checks done"), default=0)
+    attention = models.CharField(
+        _("needs attention"), max_length=16, choices=Attention.choices, default="", blank=True
+    )
+    attention_note = models.CharField(_("attention note"), max_length=255, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="duplicates",
+        verbose_name=_("duplicate of"),
+        help_text=_("The earlier succeeded payment for the same reference."),
+    )
+
+    objects = PaymentQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("payment")
@@ -92,6 +133,11 @@ class Payment(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"], name="motp_payment_due"),
             models.Index(fields=["-created_at"], name="motp_payment_created"),
+            models.Index(fields=["status", "-created_at"], name="motp_payment_status"),
+            models.Index(fields=["method", "-created_at"], name="motp_payment_method"),
+            models.Index(
+                fields=["attention"], condition=~Q(attention=""), name="motp_payment_attention"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="motp_payment_amount_positive"),
@@ -135,6 +181,14 @@ class Refund(models.Model):
 
     FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED})
 
+    class Attention(models.TextChoices):
+        """Why a person should look at a refund (blank: nothing to look at)."""
+
+        NONE = "", _("Nothing")
+        ANSWER_MISMATCH = "answer_mismatch", _("Success answer did not match")
+        OVERDUE = "overdue", _("Unsettled past its deadline")
+        RESOLVED_BY_HAND = "resolved_by_hand", _("Resolved by an operator")
+
     payment = models.ForeignKey(
         Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment")
     )
@@ -158,6 +212,21 @@ class Refund(models.Model):
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
     deadline_at = models.DateTimeField(_("deadline"), null=True, blank=True)
     next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
+    attention = models.CharField(
+        _("needs attention"), max_length=16, choices=Attention.choices, default="", blank=True
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("resolved by"),
+    )
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolution_note = models.TextField(_("resolution note"), blank=True)
+
+    objects = RefundQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("refund")
@@ -166,6 +235,9 @@ class Refund(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"], name="motp_refund_due"),
             models.Index(fields=["-created_at"], name="motp_refund_created"),
+            models.Index(
+                fields=["attention"], condition=~Q(attention=""), name="motp_refund_attention"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="motp_refund_amount_positive"),
@@ -230,3 +302,83 @@ class ApiCall(models.Model):
             response=call.response,
             error=call.error,
         )
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def undelivered(self) -> EventQuerySet:
+        return self.filter(delivered_at__isnull=True)
+
+
+class Event(models.Model):
+    """One transition's signals, to deliver (the outbox).
+
+    Written in the same transaction as the conditional UPDATE that makes the transition, then
+    delivered by running the receivers inside one transaction that also marks the event
+    delivered; a receiver that raises rolls the delivery back and it is tried again later.
+    Exactly one of ``payment`` and ``refund`` is set.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    signal = models.CharField(
+        _("signal"),
+        max_length=32,
+        help_text=_(
+            "The transition's own signal, e.g. payment_succeeded; the *_status_changed "
+            "signal is sent with it."
+        ),
+    )
+    payment = models.ForeignKey(
+        Payment,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("payment"),
+    )
+    refund = models.ForeignKey(
+        Refund,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("refund"),
+    )
+    old_status = models.CharField(_("old status"), max_length=10)
+    new_status = models.CharField(_("new status"), max_length=10)
+    late = models.BooleanField(
+        _("late"), default=False, help_text=_("A payment paid after it had expired or failed.")
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    attempts = models.PositiveIntegerField(_("delivery attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="motp_event_due",
+            ),
+            models.Index(fields=["-created_at"], name="motp_event_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False, refund__isnull=True)
+                | Q(payment__isnull=True, refund__isnull=False),
+                name="motp_event_one_object",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signal} {self.old_status} -> {self.new_status}"
+
+    @property
+    def is_delivered(self) -> bool:
+        return self.delivered_at is not None

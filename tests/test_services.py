@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from django_motp import services, signals, tasks
+from django_motp.services import answers
 from django_motp.exceptions import MOTPConfigurationError
 from django_motp.models import ApiCall, Payment, Refund
 from django_motp.testing import (
@@ -764,4 +765,4 @@ def test_after_a_refund_both_payment_objects_show_the_reservation(motp_sandbox):
     ],
 )
 def test_in_progress_codes_are_matched_as_whole_upper_case_words(message, in_progress):
-    assert services._is_pending_message(message) is in_progress
+    assert answers.is_in_progress(message) is in_progress

@@ -29,7 +29,8 @@ from .payments import (
     create_quick_payment,
     sync_payment,
 )
-from .refunds import check_refund_claimed, refund_payment, resolve_refund, sync_refund
+from .refunds import check_refund_claimed, refund_payment, sync_refund
+from .resolve import resolve_refund
 
 __all__ = [
     "back_off",

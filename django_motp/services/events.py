@@ -91,11 +91,12 @@ def _held_back(event: Event) -> bool:
 
 def _send(event: Event) -> None:
     obj: Payment | Refund
-    if event.payment_id:
-        obj, name, changed = Payment.objects.get(pk=event.payment_id), "payment", "payment"
+    if event.payment_id is not None:
+        obj, name = Payment.objects.get(pk=event.payment_id), "payment"
     else:
-        obj = Refund.objects.select_related("payment").get(pk=event.refund_id)
-        name, changed = "refund", "refund"
+        assert event.refund_id is not None  # a database constraint: exactly one of the two
+        obj, name = Refund.objects.select_related("payment").get(pk=event.refund_id), "refund"
+    changed = name
     model = type(obj)
     common = {name: obj, "event_id": event.pk}
     getattr(signals, f"{changed}_status_changed").send(

@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,13 +23,11 @@ from ..exceptions import MOTPError
 from ..models import Payment
 from . import answers, claims
 from .answers import Meaning
-from .common import AUTH_CODE, CENT, clean_amount, clean_out_no, get_client, short
+from .common import get_client, payment_fields, short
 from .transitions import flag, move, update_if
 
 logger = logging.getLogger("django_motp.services")
 
-MAX_SUB_STORE_NAME = 64
-MAX_REFERENCE = 255
 S = Payment.Status
 
 
@@ -61,73 +57,6 @@ def create_jsapi_payment(amount: Any, auth_code: str, **options: Any) -> Payment
     return _create_payment(Payment.Method.JSAPI, amount, auth_code, **options)
 
 
-def _payment_fields(
-    method: str,
-    amount: Any,
-    auth_code: str | None,
-    *,
-    store_id: str | None,
-    service_id: int | None,
-    sub_store_id: str | int | None,
-    sub_store_name: str | None,
-    fee_rate: Any,
-    out_trade_no: str | None,
-    reference: str,
-    metadata: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The new payment's fields, or ``ValidationError`` listing every problem."""
-    errors: dict[str, str] = {}
-    fields: dict[str, Any] = {"method": method, "currency": motp_settings.CURRENCY}
-    fields["amount"] = clean_amount(amount, "amount", errors)
-    if method != Payment.Method.NATIVE:
-        code = "" if auth_code is None else str(auth_code).strip()
-        if not AUTH_CODE.fullmatch(code):
-            errors["auth_code"] = _(
-                "The payment code must be 10 to 24 digits; scan the buyer's code again."
-            )
-    fields["store_id"] = str(store_id or motp_settings.STORE_ID or "")
-    if not fields["store_id"]:
-        errors["store_id"] = _("No store id: pass store_id or set MOTP['STORE_ID'].")
-    elif len(fields["store_id"]) > 32:
-        errors["store_id"] = _("The store id can be at most 32 characters.")
-    service = motp_settings.SERVICE_ID if service_id is None else service_id
-    if not isinstance(service, int) or isinstance(service, bool) or service <= 0:
-        errors["service_id"] = _("The service id must be a positive whole number.")
-    fields["service_id"] = service
-    fields["sub_store_id"] = "" if sub_store_id is None else str(sub_store_id)
-    if len(fields["sub_store_id"]) > 64:
-        errors["sub_store_id"] = _("The sub store id can be at most 64 characters.")
-    fields["sub_store_name"] = sub_store_name or ""
-    if len(fields["sub_store_name"]) > MAX_SUB_STORE_NAME:
-        errors["sub_store_name"] = _(
-            "The sub store name can be at most %(max)d characters; it has %(length)d."
-        ) % {"max": MAX_SUB_STORE_NAME, "length": len(fields["sub_store_name"])}
-    rate = motp_settings.FEE_RATE if fee_rate is None else fee_rate
-    try:
-        rate = Decimal(str(rate))
-        if isinstance(fee_rate, float) or not (0 <= rate <= 100) or rate != rate.quantize(CENT):
-            raise ValueError
-        fields["fee_rate"] = rate
-    except (InvalidOperation, ValueError):
-        errors["fee_rate"] = _(
-            "The fee rate is a percentage from 0 to 100 with at most two decimals."
-        )
-    fields["out_trade_no"] = clean_out_no(out_trade_no, Payment, "out_trade_no", errors)
-    if len(reference or "") > MAX_REFERENCE:
-        errors["reference"] = _("The reference can be at most %(max)d characters.") % {
-            "max": MAX_REFERENCE
-        }
-    fields["reference"] = reference or ""
-    try:
-        fields["metadata"] = dict(metadata or {})
-        DjangoJSONEncoder().encode(fields["metadata"])
-    except (TypeError, ValueError):
-        errors["metadata"] = _("Metadata must be a dict of JSON values.")
-    if errors:
-        raise ValidationError(errors)
-    return fields
-
-
 def _create_payment(
     method: str,
     amount: Any,
@@ -142,7 +71,7 @@ def _create_payment(
     reference: str = "",
     metadata: Mapping[str, Any] | None = None,
 ) -> Payment:
-    fields = _payment_fields(
+    fields = payment_fields(
         method,
         amount,
         auth_code,

@@ -171,11 +171,11 @@ def _submit_refund(refund: Refund, *, resend: bool = False) -> None:
         if _refund_accepted(refund, short(message or "Accepted")):
             _check_refund(refund)
     elif not resend:
-        _fail_refund(refund, message)
+        fail_refund(refund, message)
     else:
         status, status_message = _ask(refund)
         if status in (Meaning.REFUSED, Meaning.NOT_FOUND):
-            _fail_refund(refund, message)
+            fail_refund(refund, message)
         elif status in (Meaning.REFUNDED, Meaning.NOT_YET):
             if _refund_accepted(refund, _("Accepted (found by a status check)")):
                 _apply(refund, status, status_message)
@@ -228,11 +228,11 @@ def _resend_refund(refund: Refund) -> None:
         if _refund_accepted(refund, _("Accepted (found by a status check)")):
             _apply(refund, status, message)
     elif status is Meaning.REFUSED:
-        _fail_refund(refund, message)
+        fail_refund(refund, message)
     elif status is Meaning.NOT_FOUND and not in_flight:
         assert refund.deadline_at is not None
         if timezone.now() >= refund.deadline_at:
-            _fail_refund(refund, _("The gateway never had this refund: %(why)s") % {"why": message})
+            fail_refund(refund, _("The gateway never had this refund: %(why)s") % {"why": message})
         else:
             _submit_refund(refund, resend=True)
     elif status is Meaning.NOT_FOUND:  # its first call may still be on its way: wait
@@ -281,9 +281,9 @@ def _check_refund(refund: Refund) -> None:
 def _apply(refund: Refund, status: Meaning, message: str) -> None:
     """Apply a status check's meaning to a pending refund."""
     if status is Meaning.REFUNDED:
-        _succeed_refund(refund, message or _("Refunded"))
+        succeed_refund(refund, message or _("Refunded"))
     elif status is Meaning.REFUSED:
-        _fail_refund(refund, message)
+        fail_refund(refund, message)
     elif status is Meaning.NOT_YET:
         _not_refunded_yet(refund, short(message))
     else:
@@ -345,7 +345,7 @@ def _credit(refund: Refund) -> None:
     )
 
 
-def _fail_refund(refund: Refund, message: str, **fields: Any) -> bool:
+def fail_refund(refund: Refund, message: str, **fields: Any) -> bool:
     moved = move(
         refund,
         R.FAILED,
@@ -360,8 +360,9 @@ def _fail_refund(refund: Refund, message: str, **fields: Any) -> bool:
     return moved
 
 
-def _succeed_refund(refund: Refund, message: str, **fields: Any) -> bool:
-    allowed = {R.CREATED, R.PENDING} if fields else {R.PENDING}
+def succeed_refund(refund: Refund, message: str, **fields: Any) -> bool:
+    # By hand (``fields`` given) also from created; from the gateway only once it accepted it.
+    allowed: set[str] = {R.CREATED, R.PENDING} if fields else {R.PENDING}
     moved = move(
         refund,
         R.SUCCEEDED,
@@ -383,49 +384,3 @@ def _refund_retry(refund: Refund) -> datetime:
     if now >= refund.deadline_at:
         return now + timedelta(seconds=schedule.REFUND_MAX_INTERVAL)
     return schedule.retry_without_answer(regular, refund.deadline_at, now)
-
-
-def resolve_refund(refund: Refund, succeeded: bool, *, by: Any, note: str) -> Refund:
-    """Settle by hand a refund the gateway left unsettled past its deadline, once an operator
-    has confirmed its fate with the gateway's support: succeeded (its amount counted as
-    refunded) or failed (its reservation released). Records who (``by``), when and why
-    (``note``), flags it ``resolved_by_hand`` and sends the usual signals.
-
-    Raises ``ValidationError`` if the refund is already settled, not past its deadline, or
-    ``note`` is empty; nothing is changed then.
-    """
-    note = (note or "").strip()
-    refund.refresh_from_db()
-    if refund.is_final:
-        raise ValidationError(
-            _("Refund %(number)s is already %(status)s.")
-            % {"number": refund.out_refund_no, "status": refund.get_status_display().lower()},
-            code="settled",
-        )
-    if refund.deadline_at is None or timezone.now() < refund.deadline_at:
-        raise ValidationError(
-            _("Refund %(number)s is not past its deadline yet; the gateway may still settle it.")
-            % {"number": refund.out_refund_no},
-            code="not_overdue",
-        )
-    if not note:
-        raise ValidationError({"note": _("Say why, e.g. what the gateway's support confirmed.")})
-    fields = {
-        "resolved_by": by,
-        "resolved_at": timezone.now(),
-        "resolution_note": note,
-        "attention": Refund.Attention.RESOLVED_BY_HAND,
-    }
-    message = _("Resolved by hand: %(note)s") % {"note": note}
-    settle = _succeed_refund if succeeded else _fail_refund
-    if not settle(refund, message, **fields):
-        refund.refresh_from_db()
-        raise ValidationError(
-            _("Refund %(number)s was settled meanwhile: it is %(status)s.")
-            % {"number": refund.out_refund_no, "status": refund.get_status_display().lower()},
-            code="settled",
-        )
-    logger.warning(
-        "Refund %s resolved by hand as %s by %s: %s", refund.out_refund_no, refund.status, by, note
-    )
-    return refund

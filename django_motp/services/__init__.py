@@ -27,6 +27,8 @@ from .payments import (
     create_jsapi_payment,
     create_native_payment,
     create_quick_payment,
+    reconcile_payment,
+    refund_double_charge,
     sync_payment,
 )
 from .refunds import check_refund_claimed, refund_payment, sync_refund
@@ -45,6 +47,8 @@ __all__ = [
     "create_quick_payment",
     "deliver_events",
     "get_client",
+    "reconcile_payment",
+    "refund_double_charge",
     "refund_payment",
     "release",
     "resolve_refund",

@@ -115,11 +115,12 @@ def release(model: type[Payment] | type[Refund], pk: int, lease: datetime | None
         model._default_manager.filter(pk=pk, checking_until=lease).update(checking_until=None)
 
 
-def back_off(model: type[Payment] | type[Refund], pk: int, lease: datetime | None) -> None:
-    """A claimed check that raised: free the row and try it again after ``OUTAGE_INTERVAL``,
-    never at full speed."""
+def back_off(model: type[Payment] | type[Refund], pk: int, lease: datetime) -> None:
+    """A check claimed with ``lease`` (or re-claimed since by the poll it was handed to, with a
+    later one) raised: free the row and try it again after ``OUTAGE_INTERVAL``, never at full
+    speed."""
     later = timezone.now() + timedelta(seconds=schedule.OUTAGE_INTERVAL)
-    model._default_manager.filter(pk=pk, checking_until=lease).update(
+    model._default_manager.filter(pk=pk, checking_until__gte=lease).update(
         checking_until=None, next_check_at=later
     )
 

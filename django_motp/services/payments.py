@@ -216,7 +216,7 @@ def _succeed_payment(payment: Payment, data: Mapping[str, Any]) -> bool:
         payment.attention, payment.attention_note = Payment.Attention.DOUBLE_CHARGE, note[:255]
         payment.duplicate_of = other
         logger.warning("Payment %s: %s", payment.out_trade_no, note)
-        transaction.on_commit(lambda: _refund_double_charge(payment))
+        transaction.on_commit(lambda: refund_double_charge(payment))
 
     return move(
         payment,
@@ -231,8 +231,9 @@ def _succeed_payment(payment: Payment, data: Mapping[str, Any]) -> bool:
     )
 
 
-def _refund_double_charge(payment: Payment) -> None:
-    """With ``REFUND_DUPLICATES``: refund a double charge in full, at once."""
+def refund_double_charge(payment: Payment) -> None:
+    """With ``REFUND_DUPLICATES``: refund a double charge in full, at once (``motp_reconcile``
+    takes up one whose refund could not be made)."""
     if not motp_settings.REFUND_DUPLICATES:
         return
     from .refunds import refund_payment  # refunds build on payments, not the other way
@@ -274,12 +275,23 @@ def sync_payment(payment: Payment) -> Payment:
         return check_payment_claimed(payment)
 
 
-def check_payment_claimed(payment: Payment) -> Payment:
+def reconcile_payment(payment: Payment) -> Payment:
+    """Check an expired or failed payment once more, by hand, even after its late-success checks
+    are over (``motp_reconcile``: a QR code or a slow wallet may settle later still). Raises
+    ``CheckInProgress`` like ``sync_payment``. Returns the payment as it now is."""
+    payment.refresh_from_db()
+    if payment.status == S.SUCCEEDED:
+        return payment
+    with claims.held_by_hand(payment):
+        return check_payment_claimed(payment, after_late_checks=True)
+
+
+def check_payment_claimed(payment: Payment, *, after_late_checks: bool = False) -> Payment:
     """``sync_payment`` for a caller that already holds the row's claim (the polls)."""
     payment.refresh_from_db()
     if payment.status == S.SUCCEEDED:
         return payment
-    if payment.is_final and payment.next_check_at is None:
+    if payment.is_final and payment.next_check_at is None and not after_late_checks:
         return payment  # all late-success checks are done
     sent = timezone.now()  # an expiry is judged by when the question was asked
     answer: Mapping[str, Any] | MOTPError

@@ -1,10 +1,19 @@
 """Helpers shared by the test modules."""
 
+import os
 import threading
 import time
 
 import pytest
 from django.db import connection
+
+#: The Redis of the tests that need one (real worker, cross-process token cache).
+REDIS_URL = os.environ.get("MOTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def signal_names(signal_log) -> list[str]:
+    """The names of the signals in ``signal_log`` (the fixture), in the order they were sent."""
+    return [entry[0] for entry in signal_log]
 
 
 def wait_until(condition, timeout: float = 10.0, step: float = 0.05):

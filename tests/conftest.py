@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -158,10 +159,12 @@ def broker_down() -> Iterator[Celery]:
         closed.close()
 
 
-@pytest.fixture
-def worker(transactional_db: None, motp_sandbox: Any) -> Iterator[Celery]:
-    """Celery's default app on Redis, with a worker consuming its queue in a thread of this
-    process (so signals reach the test's receivers, and settings changes reach the worker)."""
+@contextmanager
+def redis_worker(pool: str = "solo") -> Iterator[Celery]:
+    """Celery's default app on Redis, with a worker consuming its queue, run by a thread of this
+    process. With the ``solo`` pool the tasks run in that thread (signals reach the test's
+    receivers, settings changes reach the worker); ``prefork`` forks one process for them, which
+    keeps the settings of the moment it is forked (and is the pool that enforces time limits)."""
     from celery.contrib.testing.worker import start_worker
 
     app = Celery("django-motp-worker-tests", broker=REDIS_URL)
@@ -175,11 +178,20 @@ def worker(transactional_db: None, motp_sandbox: Any) -> Iterator[Celery]:
     app.finalize()
     app.control.purge()
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        with start_worker(
+            app, pool=pool, concurrency=1, perform_ping_check=False, shutdown_timeout=10
+        ):
             yield app
     finally:
         celery_app.set_default()
         celery_app.set_current()
+
+
+@pytest.fixture
+def worker(transactional_db: None, motp_sandbox: Any) -> Iterator[Celery]:
+    """A worker on Redis running its tasks in a thread of this process (``redis_worker``)."""
+    with redis_worker() as app:
+        yield app
 
 
 @pytest.fixture

@@ -2,22 +2,20 @@
 loopback port where nothing listens, so kombu's own connection retries run), and database errors
 inside a check, through its retries to their end, and inside the claim itself."""
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.utils import timezone
 
 from django_motp import services, tasks
 from django_motp.models import Payment
-from tests.helpers import signal_names
+from tests.helpers import database_fails, signal_names
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 S = Payment.Status
-LOST = "server closed the connection unexpectedly"
 
 
 def make_due(obj: Any) -> str:
@@ -32,22 +30,6 @@ def is_claim(sql: str) -> bool:
     """A claim: the UPDATE that moves only a payment's ``next_check_at`` (a lease ahead)."""
     head = sql.split(" WHERE ")[0]
     return head.startswith('UPDATE "django_motp_payment" SET "next_check_at" =') and "," not in head
-
-
-@contextmanager
-def database_fails(when: Callable[[str], bool]) -> Iterator[list[str]]:
-    """Every query of this thread for which ``when(sql)`` is true fails as a dropped connection
-    would; yields the failed queries."""
-    failed: list[str] = []
-
-    def wrapper(execute, sql, params, many, context):
-        if when(sql):
-            failed.append(sql)
-            raise OperationalError(LOST)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield failed
 
 
 def after_each_claim() -> Callable[[str], bool]:

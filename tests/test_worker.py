@@ -12,12 +12,13 @@ import requests
 from django.utils import timezone
 
 from django_motp import services, tasks
-from django_motp.models import Payment, Refund
+from django_motp.models import ApiCall, Payment, Refund
 from django_motp.testing import (
     AUTH_CODE_NEVER_PAID,
     AUTH_CODE_PIN,
     AUTH_CODE_USERPAYING,
 )
+from tests.conftest import redis_worker
 from tests.helpers import signal_names, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -105,4 +106,32 @@ def test_payment_whose_task_was_lost_is_recovered_by_the_sweep(
     assert status_of(payment) == S.PENDING
     tasks.sweep.delay()
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=10)
+    assert succeeded_count(signal_log) == 1
+
+
+def test_a_poll_stuck_past_its_time_limit_is_killed_and_the_sweep_takes_the_check_over(
+    transactional_db, motp_sandbox, motp_settings, signal_log
+):
+    from celery.worker import state as worker_state
+
+    # The worker's process is forked while the client's timeout is 30 s, and its polls are sent
+    # with the limits of a 0.25 s timeout: a call stuck far beyond what the settings promise.
+    motp_settings(TIMEOUT=30)
+    with redis_worker(pool="prefork"):
+        motp_settings(TIMEOUT=0.25, POLL_INTERVAL=0.5)
+        motp_sandbox.configure(slow_delay=600)
+        motp_sandbox.fault("slow", operation="check_payment")
+        payment = services.create_native_payment("7.00")
+        motp_sandbox.pay(payment.out_trade_no)
+        wait_until(lambda: motp_sandbox.calls("check_payment") == 1, timeout=30)  # stuck
+        # Killed at its time limit (about 4 s), long before its own call would time out (30 s)
+        # and gone without a word: a call that ended would have been logged.
+        wait_until(lambda: not worker_state.active_requests, timeout=20, step=0.1)
+        assert not ApiCall.objects.filter(operation="check_payment").exists()
+        assert status_of(payment) == S.PENDING
+        # Its claim's lease runs out; the sweep takes the check over.
+        Payment.objects.filter(pk=payment.pk).update(next_check_at=timezone.now())
+        assert tasks.sweep(inline=True) == 1
+    assert status_of(payment) == S.SUCCEEDED
+    assert motp_sandbox.calls("check_payment") == 2
     assert succeeded_count(signal_log) == 1

@@ -7,8 +7,14 @@ SANDBOX_PORT ?= 8765
 DEMO_PORT ?= 8000
 # e.g. make demo SANDBOX_ARGS="--fault-rate 0.2" to try the shop against a flaky gateway
 SANDBOX_ARGS ?=
+# `make test-newest`: the suite on the newest Python and the newest Django, in a venv of its own
+# (CI runs it beside `make test`, which uses PYTHON and Django 5.2 LTS).
+NEWEST_PYTHON ?= python3.13
+NEWEST_DJANGO ?= Django>=6
+NEWEST_VENV ?= .venv-newest
 
-.PHONY: test test-sqlite test-postgres demo lint type check-migrations dist bench clean
+.PHONY: test test-sqlite test-postgres test-newest coverage demo lint type check-migrations dist \
+	bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +24,32 @@ $(VENV)/.installed-%: setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[$*]'
 	touch $@
 
-## The whole suite: SQLite first, then the PostgreSQL-only tests (skipped when it is absent).
+## The whole suite on SQLite, then the whole suite again on PostgreSQL. The PostgreSQL pass is
+## skipped with a message when it is not reachable, and fails then under MOTP_REQUIRE_SERVICES=1.
 test: test-sqlite test-postgres
 
+# The tests marked postgres need real row locks: they run in the PostgreSQL pass only.
 test-sqlite: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
 
 test-postgres: $(VENV)/.installed-test
-	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -m postgres $(PYTEST_ARGS)
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-newest: $(NEWEST_VENV)/.installed
+	$(NEWEST_VENV)/bin/python -m pytest -m "not postgres" $(PYTEST_ARGS)
+
+$(NEWEST_VENV)/.installed: setup.cfg pyproject.toml
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade -e '.[test]' '$(NEWEST_DJANGO)'
+	$(NEWEST_VENV)/bin/python -c "import sys, django; \
+		print('Django', django.get_version(), 'on Python', sys.version.split()[0])"
+	touch $@
+
+## The SQLite pass under coverage, with the lines of django_motp that no test runs.
+coverage: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not postgres" --cov=django_motp --cov-report=term-missing:skip-covered \
+		$(PYTEST_ARGS)
 
 ## The example shop: the sandbox gateway, a Celery worker with beat, and the shop's web server.
 demo: $(VENV)/.installed-demo
@@ -52,10 +76,11 @@ check-migrations: $(VENV)/.installed-test
 dist: $(VENV)/.installed-dev
 	rm -rf dist build
 	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_wheel.py dist
 
 bench: $(VENV)/.installed-test
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NEWEST_VENV) dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

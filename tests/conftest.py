@@ -2,22 +2,31 @@
 
 Tests marked ``postgres``, ``redis`` or ``browser`` need that server. When it is absent they are
 skipped with the reason, unless ``MOTP_REQUIRE_SERVICES=1`` (CI sets it), where they fail instead.
+With ``DATABASE_URL`` naming a PostgreSQL that is not reachable, the run stops before anything is
+created: with a message and success (``make test``'s PostgreSQL pass is skipped), or as a failure
+under ``MOTP_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
 
 import pytest
+from celery import Celery
 from django.db import connection
 
-from tests.celery_app import app as celery_app  # noqa: F401  (the default Celery app)
+from tests.celery_app import app as celery_app  # the default Celery app (in-memory broker)
+from tests.helpers import REDIS_URL
 
 pytest_plugins = ["django_motp.testing"]
 
 REQUIRE_SERVICES = os.environ.get("MOTP_REQUIRE_SERVICES") == "1"
-REDIS_URL = os.environ.get("MOTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CHROMIUM = "/usr/bin/chromium"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -52,10 +61,12 @@ def _why_absent(marker: str) -> str | None:
         if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
             return f"needs Redis at {REDIS_URL}, not reachable"
     if marker == "browser":
-        from shutil import which
+        from importlib.util import find_spec
 
-        if not (which("chromium") or which("chromium-browser")):
-            return "needs Chromium (Debian package 'chromium'), not installed"
+        if not os.access(CHROMIUM, os.X_OK):
+            return f"needs Chromium at {CHROMIUM} (Debian package 'chromium'), not installed"
+        if find_spec("playwright") is None:
+            return "needs the playwright package (the 'test' extra), not installed"
     return None
 
 
@@ -84,16 +95,103 @@ def _postgres_url_unreachable() -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     reason = _postgres_url_unreachable()
-    if reason and REQUIRE_SERVICES:
-        pytest.exit(f"{reason} (MOTP_REQUIRE_SERVICES=1)", returncode=1)
+    if reason is None:
+        return
+    if REQUIRE_SERVICES:
+        pytest.exit(f"{reason} (MOTP_REQUIRE_SERVICES=1, so this is a failure)", returncode=1)
+    pytest.exit(f"{reason}: this PostgreSQL pass is skipped, nothing was run", returncode=0)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With DATABASE_URL naming an absent PostgreSQL, skip everything before a database is made."""
-    reason = _postgres_url_unreachable()
-    if reason:
-        for item in items:
-            item.add_marker(pytest.mark.skip(reason=reason))
+@pytest.fixture
+def motp_settings(settings: Any) -> Callable[..., dict[str, Any]]:
+    """A function that changes keys of ``settings.MOTP`` for this test and keeps the others
+    (the sandbox's address among them): ``motp_settings(TIMEOUT=1, POLL_INTERVAL=0.5)``."""
+
+    def change(**changes: Any) -> dict[str, Any]:
+        settings.MOTP = {**settings.MOTP, **changes}
+        return settings.MOTP
+
+    return change
+
+
+@pytest.fixture
+def processing_refund(motp_sandbox: Any, transactional_db: None) -> Any:
+    """A refund of 4.00 of a 10.00 quick payment that the gateway accepted and keeps processing
+    (``refund_delay`` 60 s) until the test lets it settle with
+    ``motp_sandbox.configure(refund_delay=0)``. What the gateway received is checked here."""
+    from django_motp import services
+    from django_motp.models import Payment, Refund
+    from django_motp.testing import AUTH_CODE_REFUND_PROCESSING
+
+    motp_sandbox.configure(refund_delay=60)
+    payment = services.create_quick_payment(Decimal("10.00"), AUTH_CODE_REFUND_PROCESSING)
+    assert payment.status == Payment.Status.SUCCEEDED
+    refund = services.refund_payment(payment, Decimal("4.00"), reason="broken on arrival")
+    assert refund.status == Refund.Status.PENDING
+    [sent] = motp_sandbox.refunds(payment.out_trade_no)
+    assert (sent["out_refund_no"], sent["amount"], sent["reason"], sent["status"]) == (
+        refund.out_refund_no,
+        Decimal("4.00"),
+        "broken on arrival",
+        "PROCESSING",
+    )
+    return refund
+
+
+@pytest.fixture
+def broker_down() -> Iterator[Celery]:
+    """Celery's default app with its broker on a loopback port where nothing listens, for this
+    test: every send goes through kombu's real connection retries and fails. The port stays bound
+    (never listening) by this fixture, so nothing else can take it meanwhile."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    app = Celery("django-motp-broker-down", broker=f"redis://127.0.0.1:{port}/0")
+    app.conf.update(broker_connection_timeout=1, broker_connection_retry_on_startup=False)
+    app.set_default()
+    app.set_current()
+    app.finalize()
+    try:
+        yield app
+    finally:
+        celery_app.set_default()
+        celery_app.set_current()
+        closed.close()
+
+
+@contextmanager
+def redis_worker(pool: str = "solo") -> Iterator[Celery]:
+    """Celery's default app on Redis, with a worker consuming its queue, run by a thread of this
+    process. With the ``solo`` pool the tasks run in that thread (signals reach the test's
+    receivers, settings changes reach the worker); ``prefork`` forks one process for them, which
+    keeps the settings of the moment it is forked (and is the pool that enforces time limits)."""
+    from celery.contrib.testing.worker import start_worker
+
+    app = Celery("django-motp-worker-tests", broker=REDIS_URL)
+    app.conf.update(
+        task_default_queue=f"django-motp-tests-{os.getpid()}",  # runs sharing Redis stay apart
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=False,
+    )
+    app.set_default()
+    app.set_current()
+    app.finalize()
+    app.control.purge()
+    try:
+        with start_worker(
+            app, pool=pool, concurrency=1, perform_ping_check=False, shutdown_timeout=10
+        ):
+            yield app
+    finally:
+        celery_app.set_default()
+        celery_app.set_current()
+
+
+@pytest.fixture
+def worker(transactional_db: None, motp_sandbox: Any) -> Iterator[Celery]:
+    """A worker on Redis running its tasks in a thread of this process (``redis_worker``)."""
+    with redis_worker() as app:
+        yield app
 
 
 @pytest.fixture

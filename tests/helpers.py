@@ -1,10 +1,22 @@
 """Helpers shared by the test modules."""
 
+import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
+
+#: The Redis of the tests that need one (real worker, cross-process token cache).
+REDIS_URL = os.environ.get("MOTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def signal_names(signal_log) -> list[str]:
+    """The names of the signals in ``signal_log`` (the fixture), in the order they were sent."""
+    return [entry[0] for entry in signal_log]
 
 
 def wait_until(condition, timeout: float = 10.0, step: float = 0.05):
@@ -43,3 +55,40 @@ def at_once(work, times: int = 2) -> list:
     for thread in threads:
         thread.join()
     return outcomes
+
+
+@contextmanager
+def database_fails(when: Callable[[str], bool]) -> Iterator[list[str]]:
+    """Every query of this thread's connection for which ``when(sql)`` is true fails, as on a
+    dropped connection (``OperationalError``), without reaching the database; yields the list
+    of the queries that failed."""
+    failed: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if when(sql):
+            failed.append(sql)
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield failed
+
+
+def fetch_token_in_process(config: dict[str, Any], barrier: Any, tokens: Any) -> None:
+    """Run in a process of its own: a client on the Redis cache ``config`` names waits at
+    ``barrier`` (if any), fetches a token and puts it on ``tokens`` (a multiprocessing queue)."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from django_motp.client import MOTPClient
+
+    cache = RedisCache(config["redis_url"], {"KEY_PREFIX": config["key_prefix"]})
+    client = MOTPClient(
+        config["base_url"],
+        config["username"],
+        config["password"],
+        timeout=config["timeout"],
+        cache=cache,
+    )
+    if barrier is not None:
+        barrier.wait()
+    tokens.put(client.get_token())

@@ -1,14 +1,25 @@
-"""The gateway client against the sandbox gateway over loopback."""
+"""The gateway client against the sandbox gateway over loopback (and, for answers the sandbox
+cannot be made to give, a loopback server with canned answers)."""
 
+import json
 import logging
+import multiprocessing
+import os
 import threading
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
 
+from django_motp import services
 from django_motp.client import MOTPClient, dumps
 from django_motp.exceptions import MOTPAPIError, MOTPAuthError, MOTPTransportError
+from django_motp.models import Payment
+from django_motp.sandbox import ENDPOINTS
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
     AUTH_CODE_PAID,
@@ -16,7 +27,14 @@ from django_motp.testing import (
     AUTH_CODE_REFUND_PROCESSING,
     AUTH_CODE_USERPAYING,
 )
-from tests.helpers import at_once
+from tests.helpers import (
+    REDIS_URL,
+    at_once,
+    database_fails,
+    fetch_token_in_process,
+    signal_names,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -260,15 +278,6 @@ def test_forget_token_makes_the_next_call_fetch_a_fresh_one(motp_sandbox, client
     assert motp_sandbox.calls("token") == 2
 
 
-def test_processes_sharing_the_cache_fetch_one_token(motp_sandbox, monkeypatch):
-    # Each client gets its own lock, as clients in separate processes would: only the
-    # cache's atomic add keeps them from all fetching a token.
-    monkeypatch.setattr("django_motp.client._process_lock", lambda key: threading.Lock())
-    tokens = at_once(lambda: MOTPClient.from_settings().get_token(), times=6)
-    assert len(set(tokens)) == 1
-    assert motp_sandbox.calls("token") == 1
-
-
 def test_the_token_call_is_retried_once_after_a_transport_error(motp_sandbox, client):
     motp_sandbox.fault("502", operation="token")
     assert client.get_token()
@@ -314,3 +323,215 @@ def test_an_unusable_token_answer_is_never_quoted(motp_sandbox, client, records,
     assert "<html" not in told.lower()
     assert "bytes" in str(caught.value)
     assert [r.response.split(",")[0] for r in records] == ["HTTP 200", "HTTP 200"]
+
+
+# A refusal is an auth failure only when it is about the token ------------------------------------
+
+
+class CannedGateway(ThreadingHTTPServer):
+    """A loopback gateway that hands out tokens and answers every other call with ``answer``
+    (a canned JSON body), recording the paths it was asked."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CannedHandler)
+        self.answer: dict[str, Any] = {}
+        self.paths: list[str] = []
+        self.tokens = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def asked(self, operation: str) -> int:
+        return self.paths.count(ENDPOINTS[operation])
+
+
+class _CannedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: CannedGateway
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)
+        if self.path == ENDPOINTS["token"]:
+            self.server.tokens += 1
+            answer = {"success": True, "data": {"token": f"canned-{self.server.tokens}"}}
+        else:
+            answer = self.server.answer
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[CannedGateway]:
+    server = CannedGateway()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def refused(message: str) -> dict[str, Any]:
+    return {"success": False, "data": {"message": message}}
+
+
+#: Declines, and refusals about something else than the token: resending a pay call after one
+#: of these (as after an auth failure) could charge the buyer twice.
+NOT_ABOUT_THE_TOKEN = [
+    "unauthorized",
+    "Unauthorized",
+    "401 Unauthorized",
+    "PAYERROR: unauthorized card",
+    "Merchant not authorized for this service",
+    "Unauthenticated",
+    "AUTHCODEEXPIRE: the buyer's payment code expired, ask for a new one",
+    "AUTH_CODE_INVALID: auth code invalid",
+    "Invalid signature",
+    "Session expired",
+    "Password expired",
+    "PAYERROR: card tokenization required",
+    "PAYERROR: tokenized card invalid",
+    "SYSTEMERROR: token service busy, try again",
+    "ORDERPAID: order already paid",
+    "PAYERROR: insufficient balance",
+    "",
+]
+
+#: What a gateway says when the token itself was refused (the sandbox's wordings among them).
+ABOUT_THE_TOKEN = [
+    "Token is invalid or expired",
+    "Unauthenticated: token is missing or expired",
+    "token required",
+    "TOKEN EXPIRED",
+]
+
+
+@pytest.mark.parametrize("message", NOT_ABOUT_THE_TOKEN)
+def test_a_refusal_not_about_the_token_is_a_decline_and_the_pay_call_is_not_resent(canned, message):
+    canned.answer = refused(message)
+    client = MOTPClient(canned.url, "merchant", "secret")
+    with pytest.raises(MOTPAPIError) as caught:
+        pay(client, "CANNED-1")
+    assert not isinstance(caught.value, MOTPAuthError)
+    assert canned.asked("quick_pay") == 1
+    assert canned.asked("token") == 1  # and the token was not thrown away
+
+
+@pytest.mark.parametrize("message", ABOUT_THE_TOKEN)
+def test_a_refusal_about_the_token_fetches_a_fresh_one_and_resends_once(canned, message):
+    canned.answer = refused(message)
+    client = MOTPClient(canned.url, "merchant", "secret")
+    with pytest.raises(MOTPAuthError):
+        pay(client, "CANNED-2")
+    assert canned.asked("quick_pay") == 2  # refused before it was processed: safe to resend
+    assert canned.asked("token") == 2
+
+
+# The call log ------------------------------------------------------------------------------------
+
+
+def test_a_call_log_that_raises_never_breaks_a_call(motp_sandbox, caplog):
+    def broken(record):
+        raise RuntimeError("the call log is full")
+
+    client = MOTPClient.from_settings(on_call=broken)
+    assert pay(client, "LOG-1")["result_code"] == "SUCCESS"
+    with pytest.raises(MOTPAPIError, match="insufficient balance"):  # the decline, not the log
+        pay(client, "LOG-2", auth_code=AUTH_CODE_DECLINED)
+    assert motp_sandbox.calls("quick_pay") == 2
+    assert caplog.text.count("Recording the MOTP quick_pay call failed") == 2
+    client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_log_table_that_cannot_be_written_never_breaks_a_payment(motp_sandbox, signal_log):
+    with database_fails(lambda sql: sql.startswith('INSERT INTO "django_motp_apicall"')) as failed:
+        payment = services.create_quick_payment(Decimal("4.00"), AUTH_CODE_PAID)
+    assert failed  # the log was tried, and failed
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.SUCCEEDED
+    assert signal_names(signal_log).count("payment_succeeded") == 1
+    assert motp_sandbox.calls("quick_pay") == 1
+
+
+# The token lock across processes sharing Redis --------------------------------------------------
+
+
+@pytest.fixture
+def redis_config(motp_sandbox) -> Iterator[dict[str, Any]]:
+    """What a client in another process needs to share this test's token cache on Redis."""
+    from django.core.cache.backends.redis import RedisCache
+
+    config = {
+        "redis_url": REDIS_URL,
+        "key_prefix": f"motp-tests-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        "base_url": motp_sandbox.url,
+        "username": motp_sandbox.username,
+        "password": motp_sandbox.password,
+        "timeout": 10,
+    }
+    yield config
+    RedisCache(REDIS_URL, {"KEY_PREFIX": config["key_prefix"]}).clear()
+
+
+def redis_client(config: dict[str, Any], **options: Any) -> MOTPClient:
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = RedisCache(config["redis_url"], {"KEY_PREFIX": config["key_prefix"]})
+    return MOTPClient(
+        config["base_url"], config["username"], config["password"], cache=cache, **options
+    )
+
+
+@pytest.mark.redis
+def test_processes_sharing_redis_fetch_one_token(motp_sandbox, redis_config):
+    # The first fetch is slow, so the others surely arrive while it runs.
+    motp_sandbox.configure(slow_delay=0.5)
+    motp_sandbox.fault("slow", operation="token")
+    spawn = multiprocessing.get_context("spawn")  # processes of their own, nothing inherited
+    barrier, tokens = spawn.Barrier(4), spawn.Queue()
+    processes = [
+        spawn.Process(target=fetch_token_in_process, args=(redis_config, barrier, tokens))
+        for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    fetched = [tokens.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=10)
+        assert process.exitcode == 0
+    assert len(set(fetched)) == 1
+    assert motp_sandbox.calls("token") == 1
+
+
+@pytest.mark.redis
+def test_a_token_fetcher_that_dies_holding_the_lock_does_not_block_the_others(
+    motp_sandbox, redis_config
+):
+    motp_sandbox.configure(slow_delay=60)
+    motp_sandbox.fault("slow", operation="token")
+    spawn = multiprocessing.get_context("spawn")
+    never_told = spawn.Queue()
+    holder = spawn.Process(
+        target=fetch_token_in_process, args=({**redis_config, "timeout": 120}, None, never_told)
+    )
+    holder.start()
+    wait_until(lambda: motp_sandbox.calls("token") == 1, timeout=30)  # it holds the lock
+    holder.kill()  # and dies fetching
+    holder.join(timeout=10)
+    # Another process waits for that token at most its own timeout, then fetches one itself.
+    client = redis_client(redis_config, timeout=1)
+    token = client.get_token()
+    assert token
+    assert motp_sandbox.calls("token") == 2
+    assert redis_client(redis_config).get_token() == token  # and shares it
+    client.close()

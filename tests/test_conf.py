@@ -1,3 +1,4 @@
+import warnings
 from decimal import Decimal
 
 import pytest
@@ -66,3 +67,15 @@ def test_fee_rate_is_decimal(settings):
 def test_unknown_setting_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="NOPE"):
         _ = motp_settings.NOPE
+
+
+def test_deprecations_of_our_code_and_djangos_removals_are_errors_in_the_suite():
+    # tox.ini's filterwarnings, so that the next Django is no surprise.
+    from django.utils.deprecation import RemovedInNextVersionWarning
+
+    with pytest.raises(DeprecationWarning):
+        warnings.warn_explicit("old", DeprecationWarning, "conf.py", 1, module="django_motp.conf")
+    with pytest.raises(RemovedInNextVersionWarning):
+        warnings.warn_explicit(
+            "old", RemovedInNextVersionWarning, "query.py", 1, module="django.db.models.query"
+        )

@@ -4,56 +4,30 @@ The worker runs in a thread of this process (Celery's own test worker), so the s
 reach the receivers of the test.
 """
 
-import os
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import requests
-from celery import Celery
-from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from django_motp import services, tasks
-from django_motp.models import Payment, Refund
+from django_motp.models import ApiCall, Payment, Refund
 from django_motp.testing import (
     AUTH_CODE_NEVER_PAID,
     AUTH_CODE_PIN,
-    AUTH_CODE_REFUND_PROCESSING,
     AUTH_CODE_USERPAYING,
 )
-from tests.helpers import wait_until
+from tests.conftest import redis_worker
+from tests.helpers import signal_names, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = os.environ.get("MOTP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 S = Payment.Status
 
 
-@pytest.fixture
-def worker(transactional_db, motp_sandbox):
-    """A Celery app on Redis made the default, and a worker consuming its queue."""
-    from tests.celery_app import app as memory_app
-
-    app = Celery("django-motp-worker-tests", broker=REDIS_URL)
-    app.conf.update(
-        task_default_queue=f"django-motp-tests-{os.getpid()}",  # runs sharing Redis stay apart
-        worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=False,
-    )
-    app.set_default()
-    app.set_current()
-    app.finalize()
-    app.control.purge()
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-            yield app
-    finally:
-        memory_app.set_default()
-        memory_app.set_current()
-
-
 def succeeded_count(signal_log):
-    return [e[0] for e in signal_log].count("payment_succeeded")
+    return signal_names(signal_log).count("payment_succeeded")
 
 
 def status_of(obj):
@@ -69,9 +43,9 @@ def test_userpaying_quick_pay_settles_and_signals_once(worker, motp_sandbox, sig
 
 
 def test_pin_slower_than_the_call_timeout_settles_by_polling(
-    worker, motp_sandbox, settings, signal_log
+    worker, motp_sandbox, motp_settings, signal_log
 ):
-    settings.MOTP = {**settings.MOTP, "QUICK_PAY_TIMEOUT": 1}
+    motp_settings(QUICK_PAY_TIMEOUT=1)
     motp_sandbox.configure(pin_delay=3)
     payment = services.create_quick_payment("8.80", AUTH_CODE_PIN)
     assert payment.status == S.PENDING
@@ -79,40 +53,46 @@ def test_pin_slower_than_the_call_timeout_settles_by_polling(
     assert succeeded_count(signal_log) == 1
 
 
-def test_native_qr_paid_by_the_buyer_settles_within_one_poll_interval(
-    worker, motp_sandbox, signal_log
-):
+def test_native_qr_paid_by_the_buyer_settles_at_the_next_poll(worker, motp_sandbox, signal_log):
     payment = services.create_native_payment("12.00")
     wait_until(lambda: motp_sandbox.calls("check_payment") >= 1, timeout=10)  # polling runs
     paid = requests.post(
         f"{motp_sandbox.url}/_sandbox/orders/{payment.out_trade_no}/pay", timeout=5
     )
     assert paid.json()["data"]["status"] == "SUCCESS"  # the buyer's phone, over HTTP
-    wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=3 + 1)
+    checks_before = motp_sandbox.calls("check_payment")
+    wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=15)
     assert succeeded_count(signal_log) == 1
+    # Seen at the next check (or the one after, if a check was on its way as the buyer paid),
+    # and not checked again once settled.
+    assert motp_sandbox.calls("check_payment") - checks_before in (1, 2)
 
 
-@pytest.mark.slow
-def test_never_paid_quick_pay_expires_after_45_seconds(worker, motp_sandbox, signal_log):
+def test_never_paid_quick_pay_expires_at_its_deadline(
+    worker, motp_sandbox, motp_settings, signal_log
+):
+    # The worker reads the settings live: a 3 s deadline polled every 0.5 s is the spec's 45 s
+    # polled every 3 s, fifteen times faster.
+    motp_settings(QUICK_PAY_DEADLINE=3, POLL_INTERVAL=0.5)
     payment = services.create_quick_payment("5.00", AUTH_CODE_NEVER_PAID)
     assert payment.status == S.PENDING
-    wait_until(lambda: status_of(payment) == S.EXPIRED, timeout=45 + 10, step=0.5)
+    wait_until(lambda: status_of(payment) == S.EXPIRED, timeout=30, step=0.1)
     payment.refresh_from_db()
-    assert payment.settled_at >= payment.created_at + timedelta(seconds=45)
-    assert [e[0] for e in signal_log].count("payment_expired") == 1
-    assert motp_sandbox.calls("check_payment") >= 10  # every 3 s, as the spec advises
+    assert payment.deadline_at >= payment.created_at + timedelta(seconds=3)
+    assert payment.settled_at >= payment.deadline_at  # never before its deadline
+    assert signal_names(signal_log).count("payment_expired") == 1
+    assert signal_names(signal_log).count("payment_succeeded") == 0
+    assert motp_sandbox.calls("check_payment") >= 4  # polled all along, not once at the end
 
 
-def test_processing_refund_settles(worker, motp_sandbox, signal_log):
-    motp_sandbox.configure(refund_delay=0)
-    payment = services.create_quick_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
-    motp_sandbox.configure(refund_delay=2)
-    refund = services.refund_payment(payment, "6.00")
-    assert refund.status == Refund.Status.PENDING
-    wait_until(lambda: status_of(refund) == Refund.Status.SUCCEEDED, timeout=15)
-    payment.refresh_from_db()
-    assert payment.refunded_amount == refund.amount
-    assert [e[0] for e in signal_log].count("refund_succeeded") == 1
+def test_processing_refund_settles(worker, processing_refund, motp_sandbox, signal_log):
+    wait_until(lambda: motp_sandbox.calls("check_refund") >= 1, timeout=15)  # polling runs
+    assert status_of(processing_refund) == Refund.Status.PENDING
+    motp_sandbox.configure(refund_delay=0)  # the wallet pays the buyer back
+    wait_until(lambda: status_of(processing_refund) == Refund.Status.SUCCEEDED, timeout=15)
+    payment = Payment.objects.get(pk=processing_refund.payment_id)
+    assert payment.refunded_amount == Decimal("4.00")
+    assert signal_names(signal_log).count("refund_succeeded") == 1
 
 
 def test_payment_whose_task_was_lost_is_recovered_by_the_sweep(
@@ -126,4 +106,32 @@ def test_payment_whose_task_was_lost_is_recovered_by_the_sweep(
     assert status_of(payment) == S.PENDING
     tasks.sweep.delay()
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=10)
+    assert succeeded_count(signal_log) == 1
+
+
+def test_a_poll_stuck_past_its_time_limit_is_killed_and_the_sweep_takes_the_check_over(
+    transactional_db, motp_sandbox, motp_settings, signal_log
+):
+    from celery.worker import state as worker_state
+
+    # The worker's process is forked while the client's timeout is 30 s, and its polls are sent
+    # with the limits of a 0.25 s timeout: a call stuck far beyond what the settings promise.
+    motp_settings(TIMEOUT=30)
+    with redis_worker(pool="prefork"):
+        motp_settings(TIMEOUT=0.25, POLL_INTERVAL=0.5)
+        motp_sandbox.configure(slow_delay=600)
+        motp_sandbox.fault("slow", operation="check_payment")
+        payment = services.create_native_payment("7.00")
+        motp_sandbox.pay(payment.out_trade_no)
+        wait_until(lambda: motp_sandbox.calls("check_payment") == 1, timeout=30)  # stuck
+        # Killed at its time limit (about 4 s), long before its own call would time out (30 s)
+        # and gone without a word: a call that ended would have been logged.
+        wait_until(lambda: not worker_state.active_requests, timeout=20, step=0.1)
+        assert not ApiCall.objects.filter(operation="check_payment").exists()
+        assert status_of(payment) == S.PENDING
+        # Its claim's lease runs out; the sweep takes the check over.
+        Payment.objects.filter(pk=payment.pk).update(next_check_at=timezone.now())
+        assert tasks.sweep(inline=True) == 1
+    assert status_of(payment) == S.SUCCEEDED
+    assert motp_sandbox.calls("check_payment") == 2
     assert succeeded_count(signal_log) == 1

@@ -13,13 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_POST
 
 from .. import services
 from ..exceptions import MOTPError
@@ -138,12 +143,11 @@ def payment_status(model_admin: PaymentAdmin, request: HttpRequest, object_id: s
     return JsonResponse(status_data(payment))
 
 
-@require_POST
-def check_payment(
-    model_admin: PaymentAdmin, request: HttpRequest, object_id: str
-) -> HttpResponseRedirect:
+def check_payment(model_admin: PaymentAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     """``payment/<pk>/check/`` (POST): one status check with the gateway, the result in a
     message."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     payment = _payment(model_admin, request, object_id)
     old = payment.get_status_display()
     try:

@@ -14,11 +14,19 @@ from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from ..conf import motp_settings
 from ..models import Payment, Refund
 
 S = Payment.Status
+
+#: Method names short enough for a changelist column.
+METHOD_SHORT = {
+    Payment.Method.NATIVE: _("QR code"),
+    Payment.Method.QUICK: _("Payment code"),
+    Payment.Method.JSAPI: _("JSAPI"),
+}
 
 
 def money(amount: Decimal | None, currency: str) -> str:
@@ -77,6 +85,16 @@ def headline(payment: Payment) -> tuple[str, str]:
     return gettext("WAITING FOR THE BUYER (PIN)"), "waiting"
 
 
+def panel_message(payment: Payment) -> str:
+    """The gateway's words worth a cashier's attention: a decline's reason, a payment code's
+    "waiting for the PIN", or why a check got no answer; not the "SUCCESS" of a QR code made."""
+    if payment.status == S.SUCCEEDED:
+        return ""
+    if payment.method == Payment.Method.NATIVE and not payment.is_final and payment.qr_code:
+        return ""
+    return payment.message
+
+
 def status_data(payment: Payment) -> dict[str, Any]:
     """The live status of a payment, as ``payment/<pk>/status/`` answers it and the page shows
     it: ``status``, ``message``, ``refunded_amount``, ``refundable_amount``, ``next_check_at``
@@ -92,6 +110,7 @@ def status_data(payment: Payment) -> dict[str, Any]:
         "final": payment.is_final,
         "headline": title,
         "tone": tone,
+        "panel_message": panel_message(payment),
         "seconds_left": seconds_left(payment),
         "poll_interval": motp_settings.POLL_INTERVAL,
     }

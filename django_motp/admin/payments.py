@@ -22,10 +22,9 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from ..conf import motp_settings
 from ..models import ApiCall, Event, Payment, Refund
 from . import payment_views as views
-from .display import headline, money, payment_badge, refund_badge, seconds_left
+from .display import METHOD_SHORT, money, payment_badge, refund_badge, status_data
 from .filters import PaymentAttentionFilter, RefundStateFilter
 
 #: API calls shown on a payment's page (the newest ones; the API call log has them all).
@@ -85,13 +84,14 @@ class EventInline(ReadOnlyInline):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
+    # Status and amount first: what a phone shows without scrolling sideways.
     list_display = (
-        "out_trade_no",
-        "reference",
-        "amount_display",
-        "buyer_total_display",
-        "method",
         "status_badge",
+        "amount_display",
+        "reference",
+        "out_trade_no",
+        "buyer_total_display",
+        "method_short",
         "refunded_display",
         "created_at",
     )
@@ -213,6 +213,10 @@ class PaymentAdmin(admin.ModelAdmin):
     def buyer_total_display(self, payment: Payment) -> str:
         return money(payment.buyer_total, payment.currency)
 
+    @admin.display(description=_("method"), ordering="method")
+    def method_short(self, payment: Payment) -> str:
+        return str(METHOD_SHORT.get(payment.method, payment.method))
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, payment: Payment) -> SafeString:
         return payment_badge(payment)
@@ -277,17 +281,18 @@ class PaymentAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def panel_context(self, request: HttpRequest, payment: Payment) -> dict[str, Any]:
-        title, tone = headline(payment)
+        status = status_data(payment)
         qr_svg = None
         if payment.qr_code and not payment.is_final:
             qr = segno.make(payment.qr_code, error="m")
             qr_svg = qr.svg_inline(scale=6, dark="#000", light="#fff", title=str(_("QR code")))
         return {
-            "headline": title,
-            "tone": tone,
+            "headline": status["headline"],
+            "tone": status["tone"],
+            "panel_message": status["panel_message"],
             "qr_svg": qr_svg,
-            "seconds_left": seconds_left(payment),
-            "poll_interval": motp_settings.POLL_INTERVAL,
+            "seconds_left": status["seconds_left"],
+            "poll_interval": status["poll_interval"],
             "status_url": reverse("admin:django_motp_payment_status", args=[payment.pk]),
             "check_url": reverse("admin:django_motp_payment_check", args=[payment.pk]),
             "refund_url": reverse("admin:django_motp_payment_refund", args=[payment.pk]),

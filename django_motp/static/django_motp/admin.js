@@ -36,7 +36,7 @@
 
         function apply(data) {
             part("headline").textContent = data.headline;
-            part("message").textContent = data.status === "succeeded" ? "" : (data.message || "");
+            part("message").textContent = data.panel_message || "";
             panel.className = panel.className.replace(/\bmotp-tone-\S+/, "motp-tone-" + data.tone);
             var badge = panel.querySelector(".motp-badge");
             if (badge) {

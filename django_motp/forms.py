@@ -64,7 +64,7 @@ class TakePaymentForm(forms.Form):
     sub_store_name = forms.CharField(label=_("Sub store name"), required=False, max_length=64)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("method") != Payment.Method.NATIVE and not data.get("auth_code"):
             self.add_error("auth_code", _("Scan the buyer's payment code."))
         return data

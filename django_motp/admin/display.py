@@ -22,7 +22,7 @@ from ..models import Payment, Refund
 S = Payment.Status
 
 #: Method names short enough for a changelist column.
-METHOD_SHORT = {
+METHOD_SHORT: dict[str, Any] = {
     Payment.Method.NATIVE: _("QR code"),
     Payment.Method.QUICK: _("Payment code"),
     Payment.Method.JSAPI: _("JSAPI"),

@@ -66,9 +66,10 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("payment or refund"))
     def subject(self, event: Event) -> SafeString:
-        if event.payment_id:
+        if event.payment is not None:
             url = reverse("admin:django_motp_payment_change", args=[event.payment_id])
             return format_html('<a href="{}">{}</a>', url, event.payment.out_trade_no)
+        assert event.refund is not None  # exactly one of the two is set (a constraint)
         url = reverse("admin:django_motp_refund_change", args=[event.refund_id])
         return format_html('<a href="{}">{}</a>', url, event.refund.out_refund_no)
 

@@ -65,7 +65,7 @@ class AttentionFilter(admin.SimpleListFilter):
     def queryset(self, request: Any, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value == "yes":
-            return queryset.needs_attention()
+            return queryset.needs_attention()  # type: ignore[attr-defined]
         if value == "past_deadline":
             return queryset.filter(
                 status__in=("created", "pending"), deadline_at__lt=timezone.now()

@@ -225,9 +225,8 @@ def refund(model_admin: PaymentAdmin, request: HttpRequest, object_id: str) -> H
         else:
             text = _refund_message(made)
             model_admin.log_change(request, payment, text)
-            level = {R.SUCCEEDED: messages.SUCCESS, R.FAILED: messages.ERROR}.get(
-                made.status, messages.INFO
-            )
+            levels: dict[str, int] = {R.SUCCEEDED: messages.SUCCESS, R.FAILED: messages.ERROR}
+            level = levels.get(made.status, messages.INFO)
             model_admin.message_user(request, text, level)
             return HttpResponseRedirect(payment_url(payment))
     unsettled = payment.refunds.filter(status__in=(R.CREATED, R.PENDING))

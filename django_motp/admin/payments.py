@@ -76,8 +76,16 @@ class RefundInline(ReadOnlyInline):
 class EventInline(ReadOnlyInline):
     model = Event
     fk_name = "payment"
-    fields = ("signal", "old_status", "new_status", "late", "created_at", "attempts")
-    fields += ("delivered_at", "last_error")
+    fields = (
+        "signal",
+        "old_status",
+        "new_status",
+        "late",
+        "created_at",
+        "attempts",
+        "delivered_at",
+        "last_error",
+    )
     readonly_fields = fields
     verbose_name_plural = _("events (signals sent)")
 

@@ -155,7 +155,8 @@ class RefundAdmin(admin.ModelAdmin):
             except MOTPError as err:
                 outcomes.add("warning", gettext("Not checked"), f"{refund.out_refund_no}: {err}")
                 continue
-            level = {R.SUCCEEDED: "success", R.FAILED: "warning"}.get(refund.status, "info")
+            levels: dict[str, str] = {R.SUCCEEDED: "success", R.FAILED: "warning"}
+            level = levels.get(refund.status, "info")
             heading = gettext("Checked, now %(status)s") % {"status": refund.get_status_display()}
             outcomes.add(level, heading, refund.out_refund_no)
         outcomes.report(self, request)

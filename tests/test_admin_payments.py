@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -77,7 +78,7 @@ def test_changelist_search_by_order_number_transaction_id_and_reference():
     viewer_client = client_for("viewer")
     make_payment(out_trade_no="FINDME", transaction_id="4200001234", reference="inv-2026-001")
     make_payment(out_trade_no="OTHER", reference="something")
-    for query in ("FINDME", "4200001234", "inv-2026"):
+    for query in ("FINDME", "4200001234", "inv-2026-001", " FINDME "):
         text = page_text(viewer_client.get(changelist("payment"), {"q": query}))
         assert "FINDME" in text
         assert "OTHER" not in text.split()
@@ -239,3 +240,19 @@ def test_api_calls_on_the_payment_page_are_redacted(motp_sandbox):
     assert b"quick_pay" in content
     for secret in (AUTH_CODE_PAID, motp_sandbox.password):
         assert secret.encode() not in content
+
+
+def test_date_drill_down_offers_the_months_and_days_between_the_first_and_last_payment():
+    make_payment(created_at=datetime(2025, 1, 15, 12, tzinfo=UTC))
+    make_payment(created_at=datetime(2025, 3, 2, 12, tzinfo=UTC))
+    viewer = client_for("viewer")
+    text = page_text(viewer.get(changelist("payment")))
+    for month in ("January 2025", "February 2025", "March 2025"):
+        assert month in text
+    assert "April 2025" not in text
+    march = page_text(
+        viewer.get(changelist("payment"), {"created_at__year": 2025, "created_at__month": 3})
+    )
+    assert "March 1" in march
+    assert "March 31" in march
+    assert "\u2039 2025" in march  # back to the year

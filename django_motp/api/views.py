@@ -81,8 +81,6 @@ class MOTPViewSet(viewsets.GenericViewSet[Any]):
     filter_backends = [DjangoFilterBackend]
     #: Action -> the Django permission ``MOTPModelPermissions`` requires (default: view_payment).
     required_permissions: dict[str, str] = {}
-    if docs.AutoSchema is not None:  # drf-spectacular's, whatever DEFAULT_SCHEMA_CLASS says
-        schema = docs.AutoSchema()
 
     def get_permissions(self) -> list[BasePermission]:
         return [permission() for permission in api_permission_classes()]

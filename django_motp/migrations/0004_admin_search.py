@@ -1,19 +1,14 @@
-"""An index on ``Payment.transaction_id``, for the admin's search (order number, wallet
-transaction id or reference, exactly: the other two have theirs).
+"""An index on ``Payment.transaction_id``, for the admin's search by wallet transaction id."""
 
-Plain SQL (the same on SQLite and PostgreSQL) rather than ``AddIndex``, so that the model's
-``Meta.indexes`` stays as it is; ``makemigrations`` does not see it.
-"""
-
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_motp", "0002_attention_events")]
+    dependencies = [("django_motp", "0003_money_checks")]
 
     operations = [
-        migrations.RunSQL(
-            "CREATE INDEX motp_payment_transaction ON django_motp_payment (transaction_id)",
-            reverse_sql="DROP INDEX motp_payment_transaction",
+        migrations.AddIndex(
+            model_name="payment",
+            index=models.Index(fields=["transaction_id"], name="motp_payment_transaction"),
         ),
     ]

@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from .models import Order, OrderNote
+from .models import Order
 
 
 class AttentionFilter(admin.SimpleListFilter):
@@ -26,17 +26,6 @@ class AttentionFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(attention="")
         return queryset
-
-
-class OrderNoteInline(admin.TabularInline):
-    model = OrderNote
-    fields = ["created_at", "text", "event_id"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
-        return False
 
 
 @admin.register(Order)
@@ -64,11 +53,18 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
         "paid_at",
         "payment_links",
+        "history",
     ]
     readonly_fields = fields
-    inlines = [OrderNoteInline]
 
+    # An order is a record: made by the checkout, changed only by the receivers.
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
 
     @admin.display(boolean=True, description=_("attention"))
@@ -84,11 +80,22 @@ class OrderAdmin(admin.ModelAdmin):
                 url = reverse("admin:django_motp_payment_change", args=[payment.pk])
             except NoReverseMatch:  # django_motp's admin not installed in this project
                 url = ""
-            rows.append((url, payment.out_trade_no, payment.amount, payment.get_status_display()))
+            number = (
+                format_html('<a class="payment-link" href="{}">{}</a>', url, payment.out_trade_no)
+                if url
+                else payment.out_trade_no
+            )
+            rows.append((number, payment.amount, payment.get_status_display()))
         if not rows:
             return "-"
-        return format_html_join(
-            format_html("<br>"),
-            '<a class="payment-link" href="{}">{}</a> {} ({})',
-            rows,
-        )
+        return format_html_join(format_html("<br>"), "{} {} ({})", rows)
+
+    @admin.display(description=_("history"))
+    def history(self, order: Order) -> str:
+        """What the receivers noted, oldest first."""
+        notes = [
+            (note.created_at.strftime("%Y-%m-%d %H:%M:%S"), note.text) for note in order.notes.all()
+        ]
+        if not notes:
+            return "-"
+        return format_html_join(format_html("<br>"), "{} &nbsp; {}", notes)

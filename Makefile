@@ -51,17 +51,13 @@ coverage: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not postgres" --cov=django_motp --cov-report=term-missing:skip-covered \
 		$(PYTEST_ARGS)
 
-## The example shop: the sandbox gateway, a Celery worker with beat, and the shop's web server.
+## The example shop: the sandbox gateway, a Celery worker with beat, and the shop's web server,
+## started by example_project/demo.py (which migrates, creates admin/admin, prints the addresses,
+## prefixes each process's log lines and stops all three on Ctrl-C).
+## DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://... or amqp://... switch servers.
 demo: $(VENV)/.installed-demo
-	cd example_project && ../$(PY) manage.py migrate --noinput
-	cd example_project && ../$(PY) manage.py demo_setup
-	@echo "Sandbox gateway (the buyer's phone): http://127.0.0.1:$(SANDBOX_PORT)/"
-	@echo "Shop admin: http://127.0.0.1:$(DEMO_PORT)/admin/ (user admin, password admin)"
-	@echo "Ctrl-C stops all three."
-	cd example_project && trap 'kill 0' EXIT INT TERM; \
-		../$(PY) manage.py motp_sandbox --port $(SANDBOX_PORT) $(SANDBOX_ARGS) & \
-		../$(VENV)/bin/celery -A shop worker --beat --pool=solo --loglevel=INFO & \
-		../$(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
+	cd example_project && ../$(PY) demo.py --shop-port $(DEMO_PORT) \
+		--sandbox-port $(SANDBOX_PORT) --sandbox-args "$(SANDBOX_ARGS)"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check django_motp tests example_project bench

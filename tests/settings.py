@@ -6,10 +6,13 @@ for the tests marked ``postgres``.
 """
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
+# The example shop's app is tested here too (tests/test_shop*.py): it lives in example_project/.
+sys.path.append(str(BASE_DIR.parent / "example_project"))
 
 SECRET_KEY = "django-motp-tests"
 DEBUG = False
@@ -27,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_motp",
+    "shop",
 ]
 
 MIDDLEWARE = [

@@ -1,5 +1,1 @@
-"""The example shop: django-motp wired into a plain Django project."""
-
-from .celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The example shop: orders paid through django-motp, marked paid and refunded by signals."""

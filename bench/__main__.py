@@ -1,152 +1,123 @@
-"""``python -m bench``: how fast the integration talks to the gateway and works through its queue.
+"""``python -m bench``: how fast the integration talks to the gateway and keeps up with its
+payments. Every figure is printed beside its baseline from the same run.
 
-Each figure is the median of several rounds, against the sandbox gateway on loopback, with a
-SQLite database in a temporary folder. Ratios compare against the named baseline:
+Sections (all by default; name some to run only those):
 
-- status checks with the token cached (``TOKEN_TTL=50``) against a token fetched before every
-  request (``TOKEN_TTL=0``, what the gateway's spec literally advises);
-- the same client's pooled keep-alive session against a new connection per call;
-- ``sync_payment`` with the API call log on against off (the cost of the log);
-- one sweep claiming 1,000 due payments (the claim only, no HTTP).
+- ``client``: round trips per status check across processes sharing the token, and the
+  client's overhead against a bare ``requests`` loop (``bench/client.py``);
+- ``database``: queries and rows written per check, the call log's growth, the sweep's claim
+  (``bench/database.py``);
+- ``polling``: checks per second, interval between checks and paid-to-signal latency of one
+  worker through Redis on PostgreSQL (``bench/polling.py``); skipped with the reason when
+  PostgreSQL or Redis is not reachable.
+
+``--quick`` runs fewer rounds and only N = 100 for polling (what CI can afford).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import statistics
-import tempfile
-import time
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
 
-ROUNDS = 5
-
-
-def median_seconds(work: Callable[[], None], rounds: int = ROUNDS) -> float:
-    timings = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+SECTIONS = ("client", "database", "polling")
+POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379"
 
 
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    folder = tempfile.mkdtemp(prefix="motp-bench-")
+def _reachable(url: str, port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=[])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, N = 100 only")
+    parser.add_argument("--sizes", default="100,500,2000", help="polling: N values")
+    parser.add_argument("--pool", default="threads", help="polling: the worker's pool")
+    parser.add_argument("--concurrency", type=int, default=16, help="polling: its concurrency")
+    args = parser.parse_args()
+    sections = args.sections or list(SECTIONS)
+    if "polling" in sections and os.environ.get("BENCH_POLLING_CHILD") != "1":
+        sections.remove("polling")
+        if sections:
+            code = subprocess.call([sys.executable, "-m", "bench", *sections, *_flags(args)])
+            if code:
+                return code
+        return _polling(args)
+    return _sqlite_sections(sections, args.quick)
+
+
+def _flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--quick"] if args.quick else []
+    return [*flags, "--sizes", args.sizes, "--pool", args.pool, "--concurrency", str(args.concurrency)]
+
+
+def _polling(args: argparse.Namespace) -> int:
+    database = os.environ.get("BENCH_DATABASE_URL", POSTGRES_URL)
+    redis = os.environ.get("BENCH_REDIS_URL", REDIS_URL)
+    for url, port, what in ((database, 5432, "PostgreSQL"), (redis, 6379, "Redis")):
+        if not _reachable(url, port):
+            print(f"== Polling: skipped, {what} is not reachable at {url}")
+            return 0
+    sizes = [100] if args.quick else [int(n) for n in args.sizes.split(",")]
+    from .common import create_database, drop_database, point_at, setup_django
+
+    folder = setup_django(database)
+    from django_motp.sandbox import SandboxServer
+
+    from . import polling
+
+    create_database()
+    server = SandboxServer(port=0).start()
+    try:
+        point_at(server)
+        print(polling.run(server, folder, sizes, args.pool, args.concurrency).render())
+    finally:
+        server.stop()
+        drop_database()
+    return 0
+
+
+def _sqlite_sections(sections: list[str], quick: bool) -> int:
+    from .common import create_database, point_at, setup_django
+
+    folder = setup_django()
     from django.conf import settings
 
-    settings.DATABASES["default"]["NAME"] = os.path.join(folder, "bench.sqlite3")
-    import django
-
-    django.setup()
-    from django.core.cache import cache
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from django_motp import services, tasks
-    from django_motp.client import MOTPClient
-    from django_motp.models import Payment
     from django_motp.sandbox import SandboxServer
-    from django_motp.testing import AUTH_CODE_NEVER_PAID
 
-    call_command("migrate", verbosity=0)
-    server = SandboxServer(port=0).start()
-    settings.MOTP = {
-        "BASE_URL": server.url,
-        "USERNAME": server.state.config.username,
-        "PASSWORD": server.state.config.password,
-        "STORE_ID": server.state.config.store_id,
-        "LOG_API_CALLS": False,
+    from . import client, database
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.path.join(folder, "cache"),
+        }
     }
     settings.CELERY_BROKER_URL = "memory://"
-    calls = 200
-    results: list[tuple[str, float, str]] = []
-
-    client = MOTPClient.from_settings()
-    paid = client.quick_pay(
-        store_id=settings.MOTP["STORE_ID"],
-        service_id=30,
-        amount="1.00",
-        out_trade_no="BENCH-1",
-        auth_code="134610000000000001",
-    )["out_trade_no"]
-
-    def checks(client: MOTPClient) -> Callable[[], None]:
-        return lambda: [client.check_payment(settings.MOTP["STORE_ID"], paid) for _ in range(calls)]
-
-    cached = median_seconds(checks(client))
-    fresh_token = MOTPClient.from_settings(token_ttl=0)
-    uncached = median_seconds(checks(fresh_token))
-    results.append(
-        (
-            "status check, token cached",
-            cached / calls,
-            f"{uncached / cached:.2f}x faster than a token per request",
-        )
-    )
-
-    class NoKeepAlive(MOTPClient):
-        def build_session(self):  # type: ignore[no-untyped-def]
-            session = super().build_session()
-            session.headers["Connection"] = "close"
-            return session
-
-    unpooled = median_seconds(checks(NoKeepAlive.from_settings()))
-    results.append(
-        (
-            "status check, pooled session",
-            cached / calls,
-            f"{unpooled / cached:.2f}x faster than a connection per call",
-        )
-    )
-
-    cache.clear()
-    payments = [
-        services.create_quick_payment("2.00", AUTH_CODE_NEVER_PAID) for _ in range(calls // 4)
-    ]
-
-    def sync_all() -> None:
-        for payment in payments:
-            services.sync_payment(payment)
-
-    without_log = median_seconds(sync_all)
-    settings.MOTP = {**settings.MOTP, "LOG_API_CALLS": True}
-    with_log = median_seconds(sync_all)
-    results.append(
-        (
-            "sync_payment, API call log on",
-            with_log / len(payments),
-            f"{with_log / without_log:.2f}x the time with the log off",
-        )
-    )
-
-    Payment.objects.all().delete()
-    now = timezone.now()
-    Payment.objects.bulk_create(
-        Payment(
-            out_trade_no=f"SWEEP{i:05d}",
-            method="native",
-            status="pending",
-            amount="1.00",
-            service_id=30,
-            store_id="10001",
-            created_at=now,
-            deadline_at=now,
-            next_check_at=now,
-        )
-        for i in range(1000)
-    )
-    started = time.perf_counter()
-    pks, _ = services.claim_due(Payment, tasks.SWEEP_BATCH * 2)
-    claim = time.perf_counter() - started
-    results.append(("sweep claim of 1,000 due rows", claim, f"{len(pks)} claimed"))
-    server.stop()
-
-    width = max(len(name) for name, _, _ in results)
-    print(f"{'benchmark':<{width}}  {'median':>10}  comparison")
-    for name, seconds, note in results:
-        print(f"{name:<{width}}  {seconds * 1000:>8.2f}ms  {note}")
+    create_database()
+    server = SandboxServer(port=0).start()
+    tables = []
+    try:
+        point_at(server, LOG_API_CALLS=False)
+        if "client" in sections:
+            tables.append(client.run(server, quick))
+        if "database" in sections:
+            tables.append(database.run(server, folder, quick))
+    finally:
+        server.stop()
+    print("\n\n".join(table.render() for table in tables))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

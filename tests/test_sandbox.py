@@ -939,6 +939,14 @@ def test_fault_count_and_operation(motp_sandbox, gw):
     assert [gw.call("check_payment", check("F-8")).status_code for _ in range(3)] == [504, 504, 200]
 
 
+def test_latency_delays_every_gateway_answer(motp_sandbox, gw):
+    motp_sandbox.configure(latency=0.3)
+    for operation, body in (("native_pay", native("LAT-1")), ("check_payment", check("LAT-1"))):
+        started = time.monotonic()
+        assert gw.ok(operation, body)
+        assert time.monotonic() - started >= 0.3, operation
+
+
 def test_random_faults_spare_the_control_calls_and_the_buyer_page(motp_sandbox, gw):
     token = gw.token()
     motp_sandbox.configure(slow_delay=0)
@@ -1080,6 +1088,7 @@ def test_config_control_call(motp_sandbox):
         "pay_delay": 0.5,
         "refund_delay": 0.5,
         "slow_delay": 3,
+        "latency": 0.0,
     }
     assert {k: current[k] for k in FIXTURE_DELAYS} == FIXTURE_DELAYS
     changed = control(

@@ -111,6 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='seconds a "slow" fault delays an answer (default: %(default)s)',
     )
     add(
+        "--latency",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.latency,
+        help="seconds added to every gateway answer, like a gateway far away "
+        "(default: %(default)s)",
+    )
+    add(
         "--fault-rate",
         type=_fault_rate,
         metavar="RATE",

@@ -297,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self._app.state
         state.count(operation)
+        if state.config.latency:
+            self._wait(state.config.latency)
         fault = state.take_fault(operation)
         if fault is None:
             self._send_json(self._apply(operation, body))

@@ -80,6 +80,8 @@ class Config:
     pay_delay: float = 5
     refund_delay: float = 5
     slow_delay: float = 15
+    #: Seconds added to every gateway answer: a gateway in another city (benchmarks).
+    latency: float = 0.0
     #: Probability that a gateway request gets a random fault.
     fault_rate: float = 0.0
 
@@ -92,6 +94,7 @@ RUNTIME_OPTIONS = (
     "pay_delay",
     "refund_delay",
     "slow_delay",
+    "latency",
 )
 
 

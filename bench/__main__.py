@@ -58,7 +58,8 @@ def main() -> int:
 
 def _flags(args: argparse.Namespace) -> list[str]:
     flags = ["--quick"] if args.quick else []
-    return [*flags, "--sizes", args.sizes, "--pool", args.pool, "--concurrency", str(args.concurrency)]
+    polling = ["--sizes", args.sizes, "--pool", args.pool, "--concurrency", str(args.concurrency)]
+    return [*flags, *polling]
 
 
 def _polling(args: argparse.Namespace) -> int:

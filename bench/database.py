@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from typing import Any
 
-from .common import Table, median_seconds
+from .common import Table
 
 STEADY_UNSETTLED = 500
 
@@ -81,9 +82,7 @@ def run(server: Any, folder: str, quick: bool) -> Table:
 
     table = Table("Database")
     count = 20 if quick else 50
-    payments = [
-        services.create_quick_payment("2.00", AUTH_CODE_NEVER_PAID) for _ in range(count)
-    ]
+    payments = [services.create_quick_payment("2.00", AUTH_CODE_NEVER_PAID) for _ in range(count)]
     settings.MOTP = {**settings.MOTP, "LOG_API_CALLS": False}
     Payment.objects.update(next_check_at=timezone.now())
     off = _cost_of_a_check(payments)
@@ -127,9 +126,11 @@ def run(server: Any, folder: str, quick: bool) -> Table:
         for i in range(1000)
     )
 
-    def claim() -> None:
+    timings = []
+    for _ in range(5):
         Payment.objects.update(next_check_at=timezone.now())
+        started = time.perf_counter()
         services.claim_due(Payment, 1000)
-
-    table.add("sweep claim of 1,000 due rows", f"{median_seconds(claim) * 1000:.1f}ms")
+        timings.append(time.perf_counter() - started)
+    table.add("sweep claim of 1,000 due rows", f"{statistics.median(timings) * 1000:.1f}ms")
     return table

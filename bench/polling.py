@@ -15,6 +15,7 @@ Needs PostgreSQL and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -130,7 +131,7 @@ def _start_worker(env: dict[str, str], pool: str, concurrency: int, folder: str)
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(folder, "worker.log"), "ab"),  # noqa: SIM115
+        stderr=open(os.path.join(folder, "worker.log"), "ab"),
     )
 
 
@@ -213,7 +214,7 @@ def measure(
         later - earlier
         for number, times in checks.items()
         if number not in paid_at
-        for earlier, later in zip(times, times[1:], strict=False)
+        for earlier, later in itertools.pairwise(times)
     ]
     made = sum(len(times) for times in checks.values())
     return {

@@ -222,7 +222,9 @@ class PaymentAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         match = Q(out_trade_no=term) | Q(transaction_id=term) | Q(reference=term)
-        return queryset.filter(match), False
+        # As a subquery: otherwise SQLite walks the whole created_at index for the page's order
+        # and tests every row against the three terms (0.4 s at 100,000 rows, not 20 ms).
+        return queryset.filter(pk__in=Payment.objects.filter(match).values("pk")), False
 
     # Columns, computed from the row (no query per row).
 

@@ -9,7 +9,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_motp", "0002_attention_events")]
+    dependencies = [("django_motp", "0003_money_checks")]
 
     operations = [
         migrations.RunSQL(

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import services
 from ..models import Event
-from .filters import DeliveryFilter
+from .filters import DeliveryFilter, SignalFilter
 
 
 def last_line(error: str) -> str:
@@ -38,7 +38,7 @@ class EventAdmin(admin.ModelAdmin):
         "delivered_at",
         "error_short",
     )
-    list_filter = (DeliveryFilter, "signal", "late")
+    list_filter = (DeliveryFilter, SignalFilter, "late")
     list_select_related = ("payment", "refund")
     show_full_result_count = False
     date_hierarchy = "created_at"

@@ -284,3 +284,15 @@ def test_the_cashier_takes_the_next_payment_from_the_last_ones_page(motp_sandbox
     assert 'href="/admin/django_motp/payment/add/" class="addlink">Take a payment' in cashier_page
     viewer_page = client_for("viewer").get(url(payment, "change")).content.decode()
     assert "Take a payment" not in viewer_page
+
+
+def test_refund_in_full_reports_a_gateway_without_an_answer(motp_sandbox):
+    payment = paid("10.00")
+    motp_sandbox.fault("502", "refund")
+    response = client_for("manager").post(
+        "/admin/django_motp/payment/refund-in-full/", {"ids": str(payment.pk)}, follow=True
+    )
+    text = page_text(response)
+    assert "No answer from the gateway yet, it is tried again (1):" in text
+    assert payment.out_trade_no in text
+    assert Refund.objects.get().status == R.CREATED

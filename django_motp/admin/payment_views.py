@@ -328,8 +328,11 @@ def _refund_one(
         outcomes.add("success", gettext("Refunded in full"), item)
     elif made.status == R.FAILED:
         outcomes.add("error", gettext("Refund refused"), f"{item}: {made.message}")
-    else:
+    elif made.status == R.PENDING:
         outcomes.add("info", gettext("Refund accepted, not confirmed yet"), item)
+    else:  # no answer: it is sent again with the same number until the gateway answers
+        heading = gettext("No answer from the gateway yet, it is tried again")
+        outcomes.add("warning", heading, f"{item}: {made.message}")
 
 
 def _text(error: ValidationError) -> str:

@@ -504,9 +504,9 @@ class MOTPClient:
         if self.on_call is None:
             return
         answer = payload if payload is not None else _snippet(response, operation) or None
-        if operation == "token":
+        if operation == "token" and payload is not None:
             # Whatever key a gateway puts its token under, no string of it is kept.
-            answer = _blank_strings(answer)
+            answer = _blank_strings(payload)
         record = CallRecord(
             operation=operation,
             url=url,

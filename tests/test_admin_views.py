@@ -267,3 +267,32 @@ def test_nothing_is_editable_or_deletable(motp_sandbox):
     assert payment.amount == Decimal("10.00")
     assert payment.status == S.SUCCEEDED
     assert manager.post(url(payment, "delete"), {"post": "yes"}).status_code == 403
+
+
+def test_actions_refuse_more_than_a_hundred_payments_at_once(motp_sandbox):
+    payments = [make_payment() for _ in range(101)]
+    for action in ("check_status", "refund_in_full"):
+        response = act(client_for("manager"), action, payments)
+        assert "Select at most 100 rows at once; nothing was done." in page_text(response)
+    assert motp_sandbox.calls() == 0
+    assert Refund.objects.count() == 0
+
+
+def test_the_cashier_takes_the_next_payment_from_the_last_ones_page(motp_sandbox):
+    payment = paid()
+    cashier_page = client_for("cashier").get(url(payment, "change")).content.decode()
+    assert 'href="/admin/django_motp/payment/add/" class="addlink">Take a payment' in cashier_page
+    viewer_page = client_for("viewer").get(url(payment, "change")).content.decode()
+    assert "Take a payment" not in viewer_page
+
+
+def test_refund_in_full_reports_a_gateway_without_an_answer(motp_sandbox):
+    payment = paid("10.00")
+    motp_sandbox.fault("502", "refund")
+    response = client_for("manager").post(
+        "/admin/django_motp/payment/refund-in-full/", {"ids": str(payment.pk)}, follow=True
+    )
+    text = page_text(response)
+    assert "No answer from the gateway yet, it is tried again (1):" in text
+    assert payment.out_trade_no in text
+    assert Refund.objects.get().status == R.CREATED

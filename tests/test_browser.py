@@ -197,6 +197,7 @@ def test_screenshots(browser, live_server, motp_sandbox, tmp_path):
     admin = f"{live_server.url}/admin/django_motp/payment"
     pages = {
         "changelist": f"{admin}/",
+        "take-payment": f"{admin}/add/",
         "qr": f"{admin}/{made['qr'].pk}/change/",
         "cashier-result": f"{admin}/{made['paid'].pk}/change/",
         "refund-form": f"{admin}/{made['refunded'].pk}/refund/",

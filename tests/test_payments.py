@@ -684,3 +684,24 @@ def test_the_buyer_total_rounds_half_up_as_the_gateway_does(
     assert Payment(amount=Decimal(amount), fee_rate=Decimal(rate)).buyer_total == Decimal(total)
     assert sandbox_buyer_total(Decimal(amount), Decimal(rate)) == Decimal(total)
     paid_payment(amount, fee_rate=Decimal(rate))  # the fixture compares it with the gateway's
+
+
+# With a real worker -----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_never_paid_quick_payment_expires_at_its_deadline_with_a_worker(
+    worker, motp_sandbox, motp_settings, signal_log
+):
+    # The worker reads the settings live: a 3 s deadline polled every 0.5 s keeps the meaning
+    # of the spec's 45 s polled every 3 s, without the wait.
+    motp_settings(QUICK_PAY_DEADLINE=3, POLL_INTERVAL=0.5)
+    payment = services.create_quick_payment("5.00", AUTH_CODE_NEVER_PAID)
+    answered = timezone.now()
+    assert payment.status == S.PENDING
+    wait_until(lambda: Payment.objects.get(pk=payment.pk).status == S.EXPIRED, timeout=30)
+    payment.refresh_from_db()
+    assert payment.settled_at >= answered + timedelta(seconds=3)  # never before its deadline
+    assert payment.deadline_at <= answered + timedelta(seconds=3)
+    assert [e[0] for e in signal_log].count("payment_expired") == 1
+    assert motp_sandbox.calls("check_payment") >= 4  # polled all along, every 0.5 s

@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from ..models import ApiCall
+from .filters import OperationFilter
 
 
 def pretty(value: Any) -> SafeString:
@@ -34,7 +35,7 @@ class ApiCallAdmin(admin.ModelAdmin):
         "outcome",
         "duration_ms",
     )
-    list_filter = ("operation", "outcome")
+    list_filter = (OperationFilter, "outcome")
     search_fields = ("=out_trade_no", "=out_refund_no")
     show_full_result_count = False
     date_hierarchy = "created_at"

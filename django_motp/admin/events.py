@@ -17,7 +17,13 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import services
 from ..models import Event
-from .filters import DeliveryFilter
+from .filters import DeliveryFilter, SignalFilter
+
+
+def last_line(error: str) -> str:
+    """What a recorded traceback ends with: the exception and its message."""
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @admin.register(Event)
@@ -32,7 +38,7 @@ class EventAdmin(admin.ModelAdmin):
         "delivered_at",
         "error_short",
     )
-    list_filter = (DeliveryFilter, "signal", "late")
+    list_filter = (DeliveryFilter, SignalFilter, "late")
     list_select_related = ("payment", "refund")
     show_full_result_count = False
     date_hierarchy = "created_at"
@@ -79,7 +85,7 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("last error"))
     def error_short(self, event: Event) -> str:
-        return Truncator(event.last_error).chars(80)
+        return Truncator(last_line(event.last_error)).chars(80)
 
     @transaction.non_atomic_requests
     def changelist_view(
@@ -100,7 +106,7 @@ class EventAdmin(admin.ModelAdmin):
         for event in failed:
             text = gettext("Event %(id)s was not delivered: %(error)s") % {
                 "id": event.pk,
-                "error": Truncator(event.last_error).chars(200) or "-",
+                "error": Truncator(last_line(event.last_error)).chars(200) or "-",
             }
             self.message_user(request, text, messages.ERROR)
         if skipped:

@@ -190,14 +190,19 @@ def _limited(model_admin: PaymentAdmin, request: HttpRequest, queryset: Any) -> 
     """The selected rows, or None (and an error message) when there are too many for one go."""
     rows = list(queryset[: MAX_ACTION_ROWS + 1])
     if len(rows) > MAX_ACTION_ROWS:
-        model_admin.message_user(
-            request,
-            gettext("Select at most %(max)d rows at once; nothing was done.")
-            % {"max": MAX_ACTION_ROWS},
-            messages.ERROR,
-        )
+        too_many(model_admin, request)
         return None
     return rows
+
+
+def too_many(model_admin: Any, request: HttpRequest) -> None:
+    """Say that an action was refused because too many rows were selected."""
+    model_admin.message_user(
+        request,
+        gettext("Select at most %(max)d rows at once; nothing was done.")
+        % {"max": MAX_ACTION_ROWS},
+        messages.ERROR,
+    )
 
 
 # Refunds --------------------------------------------------------------------------------------
@@ -323,8 +328,11 @@ def _refund_one(
         outcomes.add("success", gettext("Refunded in full"), item)
     elif made.status == R.FAILED:
         outcomes.add("error", gettext("Refund refused"), f"{item}: {made.message}")
-    else:
+    elif made.status == R.PENDING:
         outcomes.add("info", gettext("Refund accepted, not confirmed yet"), item)
+    else:  # no answer: it is sent again with the same number until the gateway answers
+        heading = gettext("No answer from the gateway yet, it is tried again")
+        outcomes.add("warning", heading, f"{item}: {made.message}")
 
 
 def _text(error: ValidationError) -> str:

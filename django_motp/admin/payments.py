@@ -222,7 +222,9 @@ class PaymentAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         match = Q(out_trade_no=term) | Q(transaction_id=term) | Q(reference=term)
-        return queryset.filter(match), False
+        # As a subquery: otherwise SQLite walks the whole created_at index for the page's order
+        # and tests every row against the three terms (0.4 s at 100,000 rows, not 20 ms).
+        return queryset.filter(pk__in=Payment.objects.filter(match).values("pk")), False
 
     # Columns, computed from the row (no query per row).
 
@@ -317,6 +319,7 @@ class PaymentAdmin(admin.ModelAdmin):
             "status_url": reverse("admin:django_motp_payment_status", args=[payment.pk]),
             "check_url": reverse("admin:django_motp_payment_check", args=[payment.pk]),
             "refund_url": reverse("admin:django_motp_payment_refund", args=[payment.pk]),
+            "can_take": self.has_add_permission(request),
             "can_refund": self.has_refund_permission(request)
             and payment.status == Payment.Status.SUCCEEDED,
             "amount_text": money(payment.amount, payment.currency),
@@ -371,8 +374,11 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.action(description=_("Refund in full\u2026"), permissions=["refund"])
     def refund_in_full(
         self, request: HttpRequest, queryset: QuerySet[Payment]
-    ) -> HttpResponseRedirect:
-        ids = queryset.values_list("pk", flat=True)[: views.MAX_ACTION_ROWS]
+    ) -> HttpResponseRedirect | None:
+        ids = list(queryset.values_list("pk", flat=True)[: views.MAX_ACTION_ROWS + 1])
+        if len(ids) > views.MAX_ACTION_ROWS:
+            views.too_many(self, request)
+            return None
         query = urlencode({"ids": ",".join(str(pk) for pk in ids)})
         return HttpResponseRedirect(
             f"{reverse('admin:django_motp_payment_refund_in_full')}?{query}"

@@ -27,7 +27,7 @@ from ..models import Refund
 from .display import money, refund_badge
 from .filters import RefundAttentionFilter
 from .outcomes import Outcomes
-from .payment_views import MAX_ACTION_ROWS
+from .payment_views import MAX_ACTION_ROWS, too_many
 
 R = Refund.Status
 
@@ -145,8 +145,7 @@ class RefundAdmin(admin.ModelAdmin):
     def check_status(self, request: HttpRequest, queryset: QuerySet[Refund]) -> None:
         rows = list(queryset[: MAX_ACTION_ROWS + 1])
         if len(rows) > MAX_ACTION_ROWS:
-            message = gettext("Select at most %(max)d rows at once; nothing was done.")
-            self.message_user(request, message % {"max": MAX_ACTION_ROWS}, messages.ERROR)
+            too_many(self, request)
             return
         outcomes = Outcomes()
         for refund in rows:

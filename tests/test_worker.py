@@ -18,8 +18,7 @@ from django_motp.testing import (
     AUTH_CODE_PIN,
     AUTH_CODE_USERPAYING,
 )
-from tests.conftest import redis_worker
-from tests.helpers import signal_names, wait_until
+from tests.helpers import redis_worker, signal_names, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

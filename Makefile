@@ -7,14 +7,15 @@ SANDBOX_PORT ?= 8765
 DEMO_PORT ?= 8000
 # e.g. make demo SANDBOX_ARGS="--fault-rate 0.2" to try the shop against a flaky gateway
 SANDBOX_ARGS ?=
-# `make test-newest`: the suite on the newest Python and the newest Django, in a venv of its own
-# (CI runs it beside `make test`, which uses PYTHON and Django 5.2 LTS).
+# Other Pythons and Djangos than `make test`'s (PYTHON, Django 5.2 LTS), each in a venv of its
+# own; CI runs both. `make test-newest`: the newest Django on the newest Python.
 NEWEST_PYTHON ?= python3.13
 NEWEST_DJANGO ?= Django>=6
-NEWEST_VENV ?= .venv-newest
+# `make test-django60`: Django 6.0 on Python 3.12, the other versions the classifiers name.
+DJANGO60_PYTHON ?= python3.12
 
-.PHONY: test test-sqlite test-postgres test-newest coverage demo lint type check-migrations dist \
-	bench clean
+.PHONY: test test-sqlite test-postgres test-newest test-django60 test-other coverage demo lint \
+	type check-migrations dist bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,14 +36,23 @@ test-sqlite: $(VENV)/.installed-test
 test-postgres: $(VENV)/.installed-test
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
-test-newest: $(NEWEST_VENV)/.installed
-	$(NEWEST_VENV)/bin/python -m pytest -m "not postgres" $(PYTEST_ARGS)
+test-newest:
+	$(MAKE) test-other OTHER_PYTHON='$(NEWEST_PYTHON)' OTHER_DJANGO='$(NEWEST_DJANGO)' \
+		OTHER_VENV=.venv-newest
 
-$(NEWEST_VENV)/.installed: setup.cfg pyproject.toml
-	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
-	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade -e '.[test]' '$(NEWEST_DJANGO)'
-	$(NEWEST_VENV)/bin/python -c "import sys, django; \
+test-django60:
+	$(MAKE) test-other OTHER_PYTHON='$(DJANGO60_PYTHON)' OTHER_DJANGO='Django>=6.0,<6.1' \
+		OTHER_VENV=.venv-django60
+
+# The SQLite pass in OTHER_VENV, made with OTHER_PYTHON and the newest OTHER_DJANGO.
+test-other: $(OTHER_VENV)/.installed
+	$(OTHER_VENV)/bin/python -m pytest -m "not postgres" $(PYTEST_ARGS)
+
+.venv-%/.installed: setup.cfg pyproject.toml
+	$(OTHER_PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --upgrade pip
+	$(@D)/bin/python -m pip install --quiet --upgrade -e '.[test]' '$(OTHER_DJANGO)'
+	$(@D)/bin/python -c "import sys, django; \
 		print('Django', django.get_version(), 'on Python', sys.version.split()[0])"
 	touch $@
 
@@ -79,4 +89,4 @@ bench: $(VENV)/.installed-test
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(NEWEST_VENV) dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-newest .venv-django60 dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

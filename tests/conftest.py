@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +20,7 @@ from celery import Celery
 from django.db import connection
 
 from tests.celery_app import app as celery_app  # the default Celery app (in-memory broker)
-from tests.helpers import REDIS_URL
+from tests.helpers import REDIS_URL, redis_worker
 
 pytest_plugins = ["django_motp.testing"]
 
@@ -157,34 +156,6 @@ def broker_down() -> Iterator[Celery]:
         celery_app.set_default()
         celery_app.set_current()
         closed.close()
-
-
-@contextmanager
-def redis_worker(pool: str = "solo") -> Iterator[Celery]:
-    """Celery's default app on Redis, with a worker consuming its queue, run by a thread of this
-    process. With the ``solo`` pool the tasks run in that thread (signals reach the test's
-    receivers, settings changes reach the worker); ``prefork`` forks one process for them, which
-    keeps the settings of the moment it is forked (and is the pool that enforces time limits)."""
-    from celery.contrib.testing.worker import start_worker
-
-    app = Celery("django-motp-worker-tests", broker=REDIS_URL)
-    app.conf.update(
-        task_default_queue=f"django-motp-tests-{os.getpid()}",  # runs sharing Redis stay apart
-        worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=False,
-    )
-    app.set_default()
-    app.set_current()
-    app.finalize()
-    app.control.purge()
-    try:
-        with start_worker(
-            app, pool=pool, concurrency=1, perform_ping_check=False, shutdown_timeout=10
-        ):
-            yield app
-    finally:
-        celery_app.set_default()
-        celery_app.set_current()
 
 
 @pytest.fixture

@@ -92,3 +92,34 @@ def fetch_token_in_process(config: dict[str, Any], barrier: Any, tokens: Any) ->
     if barrier is not None:
         barrier.wait()
     tokens.put(client.get_token())
+
+
+@contextmanager
+def redis_worker(pool: str = "solo") -> Iterator[Any]:
+    """Celery's default app on Redis, with a worker consuming its queue, run by a thread of this
+    process. With the ``solo`` pool the tasks run in that thread (signals reach the test's
+    receivers, settings changes reach the worker); ``prefork`` forks one process for them, which
+    keeps the settings of the moment it is forked (and is the pool that enforces time limits)."""
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    from tests.celery_app import app as default_app
+
+    app = Celery("django-motp-worker-tests", broker=REDIS_URL)
+    app.conf.update(
+        task_default_queue=f"django-motp-tests-{os.getpid()}",  # runs sharing Redis stay apart
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=False,
+    )
+    app.set_default()
+    app.set_current()
+    app.finalize()
+    app.control.purge()
+    try:
+        with start_worker(
+            app, pool=pool, concurrency=1, perform_ping_check=False, shutdown_timeout=10
+        ):
+            yield app
+    finally:
+        default_app.set_default()
+        default_app.set_current()

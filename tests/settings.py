@@ -2,7 +2,7 @@
 
 SQLite in a file by default (so a Celery worker thread shares the test database). Set
 ``DATABASE_URL=postgres://user@host:port/name`` to run on PostgreSQL instead; ``make test`` does so
-for the tests marked ``postgres``.
+for a second pass of the whole suite.
 """
 
 import os

@@ -157,7 +157,7 @@ def test_floats_are_refused_before_any_call(motp_sandbox, client):
     assert motp_sandbox.calls("quick_pay") == 0
 
 
-def test_jsapi_pay(client):
+def test_jsapi_pay(motp_sandbox, client):
     data = client.jsapi_pay(
         store_id="10001",
         service_id=30,
@@ -167,6 +167,7 @@ def test_jsapi_pay(client):
     )
     assert data["result_code"] == "SUCCESS"
     assert data["transaction_id"]
+    assert (motp_sandbox.calls("jsapi_pay"), motp_sandbox.calls("quick_pay")) == (1, 0)
 
 
 def test_decline_is_an_api_error_with_the_gateways_message(client):
@@ -298,8 +299,8 @@ def test_refund_status_checks_are_retried_once(motp_sandbox, client):
     assert motp_sandbox.calls("check_refund") == 2
 
 
-def test_jsapi_pay_waits_as_long_as_quick_pay(motp_sandbox, settings):
-    settings.MOTP = {**settings.MOTP, "TIMEOUT": 0.3, "QUICK_PAY_TIMEOUT": 5}
+def test_jsapi_pay_waits_as_long_as_quick_pay(motp_sandbox, motp_settings):
+    motp_settings(TIMEOUT=0.3, QUICK_PAY_TIMEOUT=5)
     motp_sandbox.configure(pin_delay=1)
     client = MOTPClient.from_settings()
     client.get_token()
@@ -311,6 +312,7 @@ def test_jsapi_pay_waits_as_long_as_quick_pay(motp_sandbox, settings):
         auth_code=AUTH_CODE_PIN,
     )
     assert data["result_code"] == "SUCCESS"
+    assert (motp_sandbox.calls("jsapi_pay"), motp_sandbox.calls("quick_pay")) == (1, 0)
 
 
 def test_an_unusable_token_answer_is_never_quoted(motp_sandbox, client, records, caplog):

@@ -222,3 +222,16 @@ def test_a_token_under_an_unexpected_key_is_never_logged_in_clear(caplog):
         server.shutdown()
     assert records
     assert "SECRET-TOKEN-123" not in repr(records) + caplog.text
+
+
+def test_a_dead_token_lock_holder_delays_but_never_blocks_a_fetch(motp_sandbox):
+    client = MOTPClient(
+        motp_sandbox.url, motp_sandbox.username, motp_sandbox.password, cache=cache, timeout=0.5
+    )
+    client.forget_token()
+    cache.set(f"{client._token_key}:lock", "a process that died", 30)  # never released
+    try:
+        assert client.get_token()  # waited for the holder's token, then fetched one itself
+    finally:
+        client.close()
+    assert motp_sandbox.calls("token") == 1

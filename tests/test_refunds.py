@@ -302,7 +302,7 @@ def test_a_refund_the_gateway_calls_processing_in_words_is_not_failed_at_its_dea
 
 
 def test_a_refund_answered_systemerror_waits_and_is_never_failed(
-    motp_sandbox, paid_payment, refund_of, gateway_says, signal_log
+    motp_sandbox, paid_payment, gateway_says, signal_log
 ):
     payment = paid_payment("10.00")
     gateway_says("refund", MOTPAPIError("SYSTEMERROR: system busy"))  # no sandbox refund

@@ -707,6 +707,8 @@ def test_a_never_paid_quick_payment_expires_at_its_deadline_with_a_worker(
     assert payment.settled_at >= payment.deadline_at  # never before its deadline
     assert payment.deadline_at <= answered + timedelta(seconds=3)  # 3 s from the answer
     assert payment.deadline_at >= payment.created_at + timedelta(seconds=3)
+    # Delivered on commit, a moment after the status is visible to this thread.
+    wait_until(lambda: ("payment_expired", payment.pk) in signal_log, timeout=5)
     assert [e[0] for e in signal_log].count("payment_expired") == 1
     assert motp_sandbox.calls("check_payment") >= 4  # polled all along, every 0.5 s
 

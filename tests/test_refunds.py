@@ -545,3 +545,19 @@ def test_concurrent_sync_refund_processes_never_double_credit(pending_refund):
         child.join(60)
     assert [child.exitcode for child in children] == [0, 0, 0]
     assert_credited_once(pending_refund)
+
+
+def test_an_auth_failure_mid_poll_past_the_deadline_keeps_the_refund_pending(
+    motp_sandbox, paid_payment, refund_of, motp_settings, signal_log
+):
+    motp_sandbox.configure(refund_delay=600)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = refund_of(payment, "4.00")
+    motp_settings(PASSWORD="changed-since")
+    services.get_client().forget_token()
+    move_past_deadline(refund)
+    assert services.sync_refund(refund).status == R.PENDING
+    assert "refund_failed" not in [e[0] for e in signal_log]
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("6.00")
+    assert "changed-since" not in Refund.objects.get(pk=refund.pk).message

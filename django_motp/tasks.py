@@ -47,21 +47,23 @@ def _due(value: str | None) -> datetime | None:
 
 
 def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | None) -> None:
-    obj: Payment | Refund | None = services.claim_check(model, pk, _due(due))  # type: ignore[type-var]
-    if obj is None:
-        return  # not due, already taken by another worker, or settled
-    lease = obj.next_check_at
+    lease = None
     try:
+        obj: Payment | Refund | None = services.claim_check(model, pk, _due(due))  # type: ignore[type-var]
+        if obj is None:
+            return  # not due, already taken by another worker, or settled
+        lease = obj.next_check_at
         services.check_claimed(obj)
     except DatabaseError as exc:
-        # Transient (connection lost, lock timeout): retry while our lease still stands; if it
-        # ran out, the sweep has handed the check to someone else and the retry finds nothing.
-        assert lease is not None
+        # Transient (connection lost, lock timeout): retry. After a failed claim with the same
+        # ``due``; after a failed check while our lease still stands (if it ran out, the sweep
+        # has handed the check to someone else and the retry finds nothing).
         countdown = get_exponential_backoff_interval(
             factor=1, retries=task.request.retries, maximum=60, full_jitter=True
         )
+        retry_due = lease.isoformat() if lease is not None else due
         raise task.retry(
-            exc=exc, countdown=countdown, kwargs={**_id_kwarg(model, pk), "due": lease.isoformat()}
+            exc=exc, countdown=countdown, kwargs={**_id_kwarg(model, pk), "due": retry_due}
         ) from exc
     services.release(model, pk, lease)
 

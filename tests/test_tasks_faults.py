@@ -2,6 +2,7 @@
 loopback port where nothing listens, so kombu's own connection retries run), and database errors
 inside a check, through its retries to their end, and inside the claim itself."""
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,8 @@ S = Payment.Status
 def make_due(obj: Any) -> str:
     """Bring the row's next check to now, as if its time (or its claim's lease) had come; the
     ``due`` a poll for it carries."""
-    type(obj).objects.filter(pk=obj.pk).update(next_check_at=timezone.now())
+    now = timezone.now()
+    type(obj).objects.filter(pk=obj.pk).update(next_check_at=now, checking_until=now)
     obj.refresh_from_db()
     return obj.next_check_at.isoformat()
 
@@ -29,7 +31,11 @@ def make_due(obj: Any) -> str:
 def is_claim(sql: str) -> bool:
     """A claim: the UPDATE that moves only a payment's ``next_check_at`` (a lease ahead)."""
     head = sql.split(" WHERE ")[0]
-    return head.startswith('UPDATE "django_motp_payment" SET "next_check_at" =') and "," not in head
+    columns = set(re.findall(r'"(\w+)" =', head))
+    return head.startswith('UPDATE "django_motp_payment" SET') and columns == {
+        "next_check_at",
+        "checking_until",
+    }
 
 
 def after_each_claim() -> Callable[[str], bool]:

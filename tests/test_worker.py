@@ -133,7 +133,8 @@ def test_a_poll_stuck_past_its_time_limit_is_killed_and_the_sweep_takes_the_chec
         assert not ApiCall.objects.filter(operation="check_payment").exists()
         assert status_of(payment) == S.PENDING
         # Its claim's lease runs out; the sweep takes the check over.
-        Payment.objects.filter(pk=payment.pk).update(next_check_at=timezone.now())
+        now = timezone.now()
+        Payment.objects.filter(pk=payment.pk).update(next_check_at=now, checking_until=now)
         assert tasks.sweep(inline=True) == 1
     assert status_of(payment) == S.SUCCEEDED
     assert motp_sandbox.calls("check_payment") == 2

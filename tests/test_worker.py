@@ -38,6 +38,8 @@ def test_userpaying_quick_pay_settles_and_signals_once(worker, motp_sandbox, sig
     payment = services.create_quick_payment("8.80", AUTH_CODE_USERPAYING)
     assert payment.status == S.PENDING
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=15)
+    # Delivered on commit, just after the status is visible.
+    wait_until(lambda: succeeded_count(signal_log) >= 1, timeout=5)
     assert succeeded_count(signal_log) == 1
 
 
@@ -49,6 +51,8 @@ def test_pin_slower_than_the_call_timeout_settles_by_polling(
     payment = services.create_quick_payment("8.80", AUTH_CODE_PIN)
     assert payment.status == S.PENDING
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=15)
+    # Delivered on commit, just after the status is visible.
+    wait_until(lambda: succeeded_count(signal_log) >= 1, timeout=5)
     assert succeeded_count(signal_log) == 1
 
 
@@ -61,6 +65,8 @@ def test_native_qr_paid_by_the_buyer_settles_at_the_next_poll(worker, motp_sandb
     assert paid.json()["data"]["status"] == "SUCCESS"  # the buyer's phone, over HTTP
     checks_before = motp_sandbox.calls("check_payment")
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=15)
+    # Delivered on commit, just after the status is visible.
+    wait_until(lambda: succeeded_count(signal_log) >= 1, timeout=5)
     assert succeeded_count(signal_log) == 1
     # Seen at the next check (or the one after, if a check was on its way as the buyer paid),
     # and not checked again once settled.
@@ -91,6 +97,7 @@ def test_processing_refund_settles(worker, processing_refund, motp_sandbox, sign
     wait_until(lambda: status_of(processing_refund) == Refund.Status.SUCCEEDED, timeout=15)
     payment = Payment.objects.get(pk=processing_refund.payment_id)
     assert payment.refunded_amount == Decimal("4.00")
+    wait_until(lambda: "refund_succeeded" in signal_names(signal_log), timeout=5)
     assert signal_names(signal_log).count("refund_succeeded") == 1
 
 
@@ -105,6 +112,8 @@ def test_payment_whose_task_was_lost_is_recovered_by_the_sweep(
     assert status_of(payment) == S.PENDING
     tasks.sweep.delay()
     wait_until(lambda: status_of(payment) == S.SUCCEEDED, timeout=10)
+    # Delivered on commit, just after the status is visible.
+    wait_until(lambda: succeeded_count(signal_log) >= 1, timeout=5)
     assert succeeded_count(signal_log) == 1
 
 
@@ -138,4 +147,6 @@ def test_a_poll_stuck_past_its_time_limit_is_killed_and_the_sweep_takes_the_chec
         assert tasks.sweep(inline=True) == 1
     assert status_of(payment) == S.SUCCEEDED
     assert motp_sandbox.calls("check_payment") == 2
+    # Delivered on commit, just after the status is visible.
+    wait_until(lambda: succeeded_count(signal_log) >= 1, timeout=5)
     assert succeeded_count(signal_log) == 1

@@ -23,17 +23,17 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from ..money import buyer_total
 from .endpoints import OPERATIONS
 from .errors import Conflict, NotFound, Refused, Unauthorized
 from .faults import Fault, FaultPlan
 from .outcomes import DECLINED_MESSAGE, REFUND_REFUSED_MESSAGE, Outcome
 
 CURRENCY = "USD"
-CENT = Decimal("0.01")
 
 
 class OrderStatus(StrEnum):
@@ -122,11 +122,6 @@ def parse_seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
         raise Refused(f"{name} must be a number of seconds, 0 or more")
     return float(value)
-
-
-def buyer_total(amount: Decimal, fee_rate: Decimal) -> Decimal:
-    """What the buyer pays: ``amount`` plus ``fee_rate`` percent, rounded half up to the cent."""
-    return (amount * (100 + fee_rate) / 100).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _now() -> datetime:

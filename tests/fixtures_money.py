@@ -17,7 +17,6 @@ from django_motp import services
 from django_motp.exceptions import MOTPAPIError
 from django_motp.models import Event, Payment, Refund
 from django_motp.testing import AUTH_CODE_PAID
-from tests.test_worker import worker  # noqa: F401  (a real Celery worker on Redis)
 
 
 def assert_gateway_has_payment(sandbox, payment: Payment) -> dict:

@@ -123,21 +123,17 @@ def _refundable(locked: Payment, wanted: Decimal | None) -> Decimal:
             code="nothing_left",
         )
     if wanted is not None and wanted > refundable:
-        raise ValidationError(
-            {
-                "amount": _(
-                    "At most %(refundable)s %(currency)s can be refunded (paid %(paid)s, "
-                    "refunds not failed %(reserved)s)."
-                )
-                % {
-                    "refundable": refundable,
-                    "currency": locked.currency,
-                    "paid": locked.amount,
-                    "reserved": locked.reserved_amount,
-                }
-            },
-            code="too_much",
-        )
+        # The code goes on the field's own error: Django drops the code given beside a dict.
+        message = _(
+            "At most %(refundable)s %(currency)s can be refunded (paid %(paid)s, "
+            "refunds not failed %(reserved)s)."
+        ) % {
+            "refundable": refundable,
+            "currency": locked.currency,
+            "paid": locked.amount,
+            "reserved": locked.reserved_amount,
+        }
+        raise ValidationError({"amount": ValidationError(message, code="too_much")})
     return refundable if wanted is None else wanted
 
 

@@ -22,8 +22,9 @@ from ..models import MAX_AMOUNT, ApiCall, Payment
 #: Merchant order and refund numbers: what WeChat Pay and Alipay accept (the whole text: a
 #: trailing newline is not a character the gateway takes).
 OUT_NO = re.compile(r"[A-Za-z0-9_-]{1,32}")
-#: Buyers' payment codes: 18 digits for WeChat Pay, 16 to 24 for Alipay.
-AUTH_CODE = re.compile(r"\d{10,24}")
+#: Buyers' payment codes: 18 digits for WeChat Pay, 16 to 24 for Alipay. ASCII digits only:
+#: ``\d`` would take Arabic-Indic or full-width digits, which no wallet's code has.
+AUTH_CODE = re.compile(r"[0-9]{10,24}")
 CENT = Decimal("0.01")
 MAX_SUB_STORE_NAME = 64
 MAX_REFERENCE = 255

@@ -256,6 +256,14 @@ class PrivateRedis:
             self.process.terminate()
             self.process.wait(timeout=20)
 
+    def queued(self) -> int:
+        """Messages waiting in the broker: its queue, and the countdowns and unacknowledged
+        deliveries kombu keeps aside."""
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        return int(client.llen("celery")) + int(client.zcard("unacked_index"))
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -281,6 +289,15 @@ class CeleryProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until the worker says it is ready (consuming), or fail."""
+        deadline = time.monotonic() + timeout
+        while not (self.log.exists() and " ready." in self.log.read_text(errors="replace")):
+            assert self.process is not None
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start: see {self.log}")
+            time.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL to the process and its pool: no shutdown, no acknowledgement, nothing."""
@@ -604,6 +621,8 @@ class Campaign:
         try:
             for process in (*workers, beat):
                 process.start()
+            for worker in workers:
+                worker.wait_ready()
             self.sandbox.set_fault_rate(0.2)
             self.make_payments_and_refunds(workers)
             self.settle()
@@ -662,12 +681,16 @@ class Campaign:
 
     def disrupt(self, what: str | None, workers: list[CeleryProcess]) -> None:
         if what == "kill":
+            received = workers[0].log.read_text(errors="replace").count("] received")
             workers[0].kill()
-            self.disruptions.append("SIGKILL to the prefork worker and its pool")
+            self.disruptions.append(
+                f"SIGKILL to the prefork worker and its pool, after {received} polls received"
+            )
             workers[0].start()
         elif what == "broker":
+            queued = self.redis.queued()
             self.redis.restart()
-            self.disruptions.append("broker restarted (everything queued lost)")
+            self.disruptions.append(f"broker restarted, {queued} queued messages lost")
         elif what == "tokens":
             revoked = self.sandbox.expire_tokens()
             self.disruptions.append(f"every token revoked ({revoked} alive)")
@@ -744,3 +767,30 @@ def run_campaign(campaign_sandbox: Any, tmp_path: Path) -> Iterator[Any]:
     finally:
         disconnect_receipts()
         drop_receipts_table()
+
+
+def summary(result: CampaignResult, state: Any) -> dict[str, Any]:
+    """The campaign's figures (for docs/reliability.rst), also written to ``summary.json`` in
+    its work directory."""
+    from django.db.models import Count
+
+    from django_motp.models import ApiCall, Event, Payment, Refund
+
+    def counts(queryset: Any, *fields: str) -> dict[str, int]:
+        rows = queryset.values(*fields).annotate(n=Count("pk")).order_by(*fields)
+        return {" ".join(str(row[f]) for f in fields): row["n"] for row in rows}
+
+    figures = {
+        "seconds": round(result.seconds, 1),
+        "payments": counts(Payment.objects, "method", "status"),
+        "late successes": Event.objects.filter(signal="payment_succeeded", late=True).count(),
+        "refunds": counts(Refund.objects, "status"),
+        "refusals": result.refusals,
+        "events": Event.objects.count(),
+        "receipts": len(receipts()),
+        "gateway requests": state.stats(),
+        "call log": counts(ApiCall.objects, "outcome"),
+        "disruptions": result.disruptions,
+    }
+    (result.workdir / "summary.json").write_text(json.dumps(figures, indent=2))
+    return figures

@@ -11,7 +11,9 @@ Sizes come from the environment: ``MOTP_CAMPAIGN_PAYMENTS`` (default 150) and
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 from collections import Counter, defaultdict
 from decimal import Decimal
 
@@ -52,6 +54,9 @@ def test_fault_campaign(campaign, campaign_sandbox):
     assert Refund.objects.count() >= REFUNDS
     kinds = Counter(d.split(" ")[0] for d in campaign.disruptions)
     assert kinds == {"SIGKILL": 1, "broker": 1, "every": 4}, campaign.disruptions
+    [killed] = [d for d in campaign.disruptions if d.startswith("SIGKILL")]
+    assert int(re.search(r"after (\d+) polls", killed)[1]) > 0  # it was busy
+    print(json.dumps(fixtures_campaign.summary(campaign, state), indent=2))
     assert_all_settled()
     assert_payments_are_the_gateways(state)
     assert_refunds_are_the_gateways(state)

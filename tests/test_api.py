@@ -167,6 +167,8 @@ def test_a_json_number_with_three_decimals_or_no_number_is_a_400(api, motp_sandb
         ({"method": "native", "amount": "1.00", "metadata": [1]}, "metadata"),
         ({"method": "native", "amount": "1.00", "out_trade_no": "no spaces"}, "out_trade_no"),
         ({"method": "native", "amount": "1.00", "service_id": 0}, "service_id"),
+        ({"method": "native", "amount": "1.00", "service_id": 2**31}, "service_id"),
+        ({"method": "native", "amount": "1.00", "metadata": {"note": "a\x00b"}}, "metadata"),
         ({"method": "native", "amount": "1.00", "sub_store_name": "x" * 65}, "sub_store_name"),
     ],
 )
@@ -184,6 +186,14 @@ def test_a_body_that_is_not_json_is_a_400(api, motp_sandbox):
     response = post_raw(api, PAYMENTS, '{"method": "native", "amount": ')
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
+    assert Payment.objects.count() == 0
+
+
+def test_text_that_is_no_unicode_is_a_400(api, motp_sandbox):
+    response = post_raw(
+        api, PAYMENTS, '{"method": "native", "amount": "1.00", "reference": "\\ud800"}'
+    )
+    assert response.status_code == 400
     assert Payment.objects.count() == 0
 
 

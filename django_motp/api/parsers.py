@@ -27,6 +27,9 @@ class DecimalJSONParser(JSONParser):
         try:
             decoded = codecs.getreader(encoding)(stream)
             parse_constant = json.strict_constant if self.strict else None
-            return json.load(decoded, parse_float=Decimal, parse_constant=parse_constant)
-        except ValueError as exc:
+            data = json.load(decoded, parse_float=Decimal, parse_constant=parse_constant)
+            # "\ud800" is valid JSON but no text: refuse it here rather than fail to save it.
+            json.dumps(data, default=str, ensure_ascii=False).encode("utf-8")
+        except ValueError as exc:  # UnicodeError is a ValueError
             raise ParseError(_("JSON parse error - %s") % exc) from exc
+        return data

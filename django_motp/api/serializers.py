@@ -14,6 +14,16 @@ from ..models import MAX_AMOUNT, Payment, Refund
 CENT = Decimal("0.01")
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def amount_field(**kwargs: Any) -> serializers.DecimalField:
     """An amount of money: more than zero, at most ``MAX_AMOUNT``, at most two decimals."""
     return serializers.DecimalField(
@@ -97,9 +107,15 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
         required=False, max_length=32, help_text=_("Generated when not given.")
     )
     store_id = serializers.CharField(required=False, max_length=32)
-    service_id = serializers.IntegerField(required=False, min_value=1)
+    service_id = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     sub_store_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
     sub_store_name = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        # PostgreSQL's jsonb cannot hold a NUL character, in a key or in a value.
+        if _holds_nul(value):
+            raise serializers.ValidationError(_("Metadata cannot hold NUL characters."))
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["method"] != Payment.Method.NATIVE and not attrs.get("auth_code"):

@@ -118,7 +118,7 @@ class IdempotentMixin:
     ``non_atomic_requests``, as ``django_motp.api.urls`` does.
     """
 
-    request: Request
+    request: Any  # the view's DRF Request
     handle_exception: Callable[[Exception], Response]
 
     def get_idempotency_scope(self) -> str:

@@ -132,7 +132,9 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
 class RefundSerializer(serializers.ModelSerializer[Refund]):
     """A refund as the API shows it."""
 
-    payment = serializers.SlugRelatedField(slug_field="out_trade_no", read_only=True)
+    payment: serializers.SlugRelatedField[Payment] = serializers.SlugRelatedField(
+        slug_field="out_trade_no", read_only=True
+    )
     amount = money()
 
     class Meta:

@@ -40,7 +40,7 @@ from .serializers import (
 )
 
 try:
-    from ..exceptions import CheckInProgress
+    from ..exceptions import CheckInProgress  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - older django-motp without held checks
 
     class CheckInProgress(Exception):  # type: ignore[no-redef]

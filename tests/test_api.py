@@ -294,6 +294,23 @@ def test_sync_asks_the_gateway_and_answers_the_payment_as_it_is_now(api, motp_sa
     assert motp_sandbox.calls("check_payment") == 2
 
 
+@pytest.mark.slow
+def test_sync_while_a_worker_checks_the_payment_is_a_409_and_frees_the_key(api, motp_sandbox):
+    from django_motp.services import claims
+
+    number = pay(api, method="native").json()["out_trade_no"]
+    url = f"{PAYMENTS}{number}/sync/"
+    with claims.held_by_hand(Payment.objects.get()):  # a worker's check is under way
+        response = api.post(url, HTTP_IDEMPOTENCY_KEY="sync-1")
+    assert response.status_code == 409
+    assert "being checked right now" in response.json()["detail"]
+    assert motp_sandbox.calls("check_payment") == 0
+    again = api.post(url, HTTP_IDEMPOTENCY_KEY="sync-1")  # the check is over: it runs now
+    assert again.status_code == 200
+    assert "Idempotent-Replayed" not in again
+    assert motp_sandbox.calls("check_payment") == 1
+
+
 def test_sync_of_an_unknown_payment_is_a_404(api, motp_sandbox):
     assert api.post(f"{PAYMENTS}NOSUCH/sync/").status_code == 404
     assert motp_sandbox.calls() == 0

@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
 from .. import services
+from ..exceptions import CheckInProgress
 from ..models import Payment, Refund
 from . import schema as docs
 from .filters import PaymentFilter, RefundFilter
@@ -38,13 +39,6 @@ from .serializers import (
     RefundCreateSerializer,
     RefundSerializer,
 )
-
-try:
-    from ..exceptions import CheckInProgress  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - older django-motp without held checks
-
-    class CheckInProgress(Exception):  # type: ignore[no-redef]
-        """Never raised: this version of the services does not hold checks."""
 
 
 class CheckRunning(APIException):

@@ -239,6 +239,20 @@ def test_list_is_newest_first_in_cursor_pages(api, motp_sandbox):
     assert third["next"] is None
 
 
+def test_the_browsable_api_renders_for_a_person(api, motp_sandbox):
+    number = pay(api).json()["out_trade_no"]
+    refund = api.post(refund_url(number), {"amount": "1.00"}, format="json").json()
+    for url, shown in [
+        (PAYMENTS, number),
+        (f"{PAYMENTS}{number}/", number),
+        (REFUNDS, refund["out_refund_no"]),
+        (f"{REFUNDS}{refund['out_refund_no']}/", refund["out_refund_no"]),
+    ]:
+        page = api.get(url, {"status": "succeeded"}, HTTP_ACCEPT="text/html")
+        assert page.status_code == 200
+        assert shown in page.content.decode()
+
+
 def test_a_bad_cursor_is_a_404(api, motp_sandbox):
     assert api.get(PAYMENTS, {"cursor": "garbage"}).status_code == 404
 

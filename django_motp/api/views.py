@@ -13,7 +13,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
-from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
@@ -28,7 +27,7 @@ from .. import services
 from ..exceptions import CheckInProgress
 from ..models import Payment, Refund
 from . import schema as docs
-from .filters import PaymentFilter, RefundFilter
+from .filters import FilterBackend, PaymentFilter, RefundFilter
 from .idempotency import IdempotentMixin
 from .parsers import DecimalJSONParser
 from .permissions import ADD, REFUND, VIEW, api_permission_classes
@@ -72,7 +71,7 @@ class MOTPViewSet(viewsets.GenericViewSet[Any]):
 
     parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
     pagination_class = NewestFirstPagination
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     #: Action -> the Django permission ``MOTPModelPermissions`` requires (default: view_payment).
     required_permissions: dict[str, str] = {}
 

@@ -91,7 +91,11 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=Payment.Method.choices)
     amount = amount_field(help_text=_('At most two decimals, e.g. "19.90" or 19.9.'))
     auth_code = serializers.CharField(
-        required=False, write_only=True, max_length=24, help_text=_("quick and jsapi only.")
+        required=False,
+        write_only=True,
+        max_length=24,
+        label=_("Buyer's payment code"),
+        help_text=_("Quick and JSAPI payments only."),
     )
     reference = serializers.CharField(required=False, allow_blank=True, max_length=255)
     metadata = serializers.DictField(required=False)
@@ -104,7 +108,10 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
         help_text=_("Percent charged to the buyer on top (default MOTP['FEE_RATE'])."),
     )
     out_trade_no = serializers.CharField(
-        required=False, max_length=32, help_text=_("Generated when not given.")
+        required=False,
+        max_length=32,
+        label=_("Order number"),
+        help_text=_("Generated when not given."),
     )
     store_id = serializers.CharField(required=False, max_length=32)
     service_id = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
@@ -161,7 +168,10 @@ class RefundCreateSerializer(serializers.Serializer[Any]):
     )
     reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
     out_refund_no = serializers.CharField(
-        required=False, max_length=32, help_text=_("Generated when not given.")
+        required=False,
+        max_length=32,
+        label=_("Refund number"),
+        help_text=_("Generated when not given."),
     )
 
 

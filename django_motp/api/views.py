@@ -89,6 +89,12 @@ class PaymentViewSet(
     lookup_field = "out_trade_no"
     required_permissions = {"create": ADD, "sync": VIEW, "refunds": REFUND}
 
+    def get_serializer_class(self) -> Any:
+        # The browsable API's form for a new payment asks for what creating one takes.
+        if self.action in ("list", "create") and self.request.method == "POST":
+            return PaymentCreateSerializer
+        return PaymentSerializer
+
     def create(self, request: Request) -> Response:
         return self.idempotent(self.create_payment)
 

@@ -55,7 +55,7 @@ def service_errors() -> Iterator[None]:
     except DjangoValidationError as exc:
         raise ValidationError(as_serializer_error(exc)) from exc
     except CheckInProgress as exc:
-        raise CheckRunning(str(exc) or None) from exc
+        raise CheckRunning(exc.message or None) from exc
 
 
 class NewestFirstPagination(CursorPagination):

@@ -221,6 +221,31 @@ def test_a_server_error_is_stored_so_a_retry_does_not_run_twice(api, motp_sandbo
     assert Payment.objects.count() == 1
 
 
+def test_the_views_take_money_even_with_atomic_requests(api, motp_sandbox, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    paid = post(api, QUICK, "atomic-1")
+    assert paid.status_code == 201
+    refunds = f"{PAYMENTS}{paid.json()['out_trade_no']}/refunds/"
+    assert post(api, {}, "atomic-2", path=refunds).status_code == 201
+    assert post(api, QUICK, "atomic-1")["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.postgres
+def test_concurrent_refunds_with_one_key_make_one_refund(api, make_user, motp_sandbox):
+    paid = post(api, QUICK, None).json()["out_trade_no"]
+    user = make_user(*ALL_PERMISSIONS)
+
+    def till():
+        client = APIClient()
+        client.force_authenticate(user)
+        return post(client, {"amount": "1.00"}, "refund-key", path=f"{PAYMENTS}{paid}/refunds/")
+
+    answers = at_once(till, times=6)
+    assert sorted({a.status_code for a in answers}) in ([201], [201, 409])
+    assert Refund.objects.count() == 1
+    assert motp_sandbox.calls("refund") == 1
+
+
 @pytest.mark.postgres
 def test_concurrent_requests_with_one_key_make_one_payment(make_user, motp_sandbox):
     user = make_user(*ALL_PERMISSIONS)

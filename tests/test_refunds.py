@@ -302,7 +302,7 @@ def test_a_refund_the_gateway_calls_processing_in_words_is_not_failed_at_its_dea
 
 
 def test_a_refund_answered_systemerror_waits_and_is_never_failed(
-    motp_sandbox, paid_payment, refund_of, gateway_says, signal_log
+    motp_sandbox, paid_payment, gateway_says, signal_log
 ):
     payment = paid_payment("10.00")
     gateway_says("refund", MOTPAPIError("SYSTEMERROR: system busy"))  # no sandbox refund
@@ -468,8 +468,11 @@ def test_a_refund_whose_first_call_may_be_in_flight_is_never_resent(motp_sandbox
         next_check_at=timezone.now() + timedelta(seconds=60),
     )
     assert services.sync_refund(refund).status == R.CREATED
-    assert motp_sandbox.calls("check_refund") == 1
-    assert motp_sandbox.calls("refund") == 0
+    motp_sandbox.fault("504", operation="check_refund", count=2)  # a check without an answer
+    assert services.sync_refund(refund).status == R.CREATED
+    assert services.sync_refund(refund).status == R.CREATED
+    assert motp_sandbox.calls("check_refund") == 4
+    assert motp_sandbox.calls("refund") == 0  # never resent while it may be in flight
 
 
 def test_two_refunds_racing_for_one_out_refund_no_make_one(motp_sandbox, paid_payment):
@@ -545,3 +548,19 @@ def test_concurrent_sync_refund_processes_never_double_credit(pending_refund):
         child.join(60)
     assert [child.exitcode for child in children] == [0, 0, 0]
     assert_credited_once(pending_refund)
+
+
+def test_an_auth_failure_mid_poll_past_the_deadline_keeps_the_refund_pending(
+    motp_sandbox, paid_payment, refund_of, motp_settings, signal_log
+):
+    motp_sandbox.configure(refund_delay=600)
+    payment = paid_payment("10.00", AUTH_CODE_REFUND_PROCESSING)
+    refund = refund_of(payment, "4.00")
+    motp_settings(PASSWORD="changed-since")
+    services.get_client().forget_token()
+    move_past_deadline(refund)
+    assert services.sync_refund(refund).status == R.PENDING
+    assert "refund_failed" not in [e[0] for e in signal_log]
+    payment.refresh_from_db()
+    assert payment.refundable_amount == Decimal("6.00")
+    assert "changed-since" not in Refund.objects.get(pk=refund.pk).message

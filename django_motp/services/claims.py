@@ -126,11 +126,12 @@ def back_off(model: type[Payment] | type[Refund], pk: int, lease: datetime) -> N
 
 
 @contextmanager
-def held_by_hand(obj: Payment | Refund, wait: float = HAND_WAIT) -> Iterator[datetime]:
-    """Hold ``obj``'s check for a check made by hand, waiting up to ``wait`` seconds for a
-    worker (or another person) holding it; raises ``CheckInProgress`` if it is still held."""
+def held_by_hand(obj: Payment | Refund, wait: float | None = None) -> Iterator[datetime]:
+    """Hold ``obj``'s check for a check made by hand, waiting up to ``wait`` seconds (default
+    ``HAND_WAIT``) for a worker (or another person) holding it; raises ``CheckInProgress`` if it
+    is still held."""
     model = type(obj)
-    ends = time.monotonic() + wait
+    ends = time.monotonic() + (HAND_WAIT if wait is None else wait)
     while True:
         now = timezone.now()
         lease = now + timedelta(seconds=claim_lease())

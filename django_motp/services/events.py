@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from .. import schedule, signals
@@ -46,47 +46,40 @@ def deliver_events(events: Iterable[Event] | None = None) -> int:
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("created_at")[:DELIVERY_BATCH]
         )
-    pks = [event.pk for event in events]
-    return sum(1 for pk in pks if _deliver(pk))
+    return sum(1 for event in list(events) if _deliver(event))
 
 
 def deliver_soon(event: Event) -> None:
     """The fast path, run on commit by the process that made the transition."""
     try:
-        _deliver(event.pk)
+        _deliver(event)
     except Exception:  # the database went away: the sweep delivers it
         logger.exception("Could not deliver event %s now; the sweep will", event.pk)
 
 
-def _deliver(pk: Any) -> bool:
+def _deliver(event: Event) -> bool:
     try:
         with transaction.atomic():
-            event = Event.objects.filter(pk=pk, delivered_at__isnull=True).first()
-            if event is None or _held_back(event):
-                return False
-            claimed = Event.objects.filter(pk=pk, delivered_at__isnull=True).update(
-                delivered_at=timezone.now()
+            # One conditional UPDATE claims it: still undelivered (two deliverers never both
+            # run it) and no earlier event of the same object undelivered (order).
+            same_object = (
+                Q(payment_id=event.payment_id) if event.payment_id else Q(refund_id=event.refund_id)
+            )
+            earlier = Event.objects.filter(
+                same_object, delivered_at__isnull=True, created_at__lt=OuterRef("created_at")
+            )
+            claimed = (
+                Event.objects.filter(pk=event.pk, delivered_at__isnull=True)
+                .filter(~Exists(earlier))
+                .update(delivered_at=timezone.now())
             )
             if not claimed:
-                return False  # another deliverer has it
+                return False  # delivered already, by another deliverer, or held back
             _send(event)
     except Exception as err:
-        _record_failure(pk, err)
+        _record_failure(event.pk, err)
         return False
     return True
-
-
-def _held_back(event: Event) -> bool:
-    """Whether an earlier event of the same object is still undelivered."""
-    same_object = (
-        Q(payment_id=event.payment_id) if event.payment_id else Q(refund_id=event.refund_id)
-    )
-    return (
-        Event.objects.undelivered()
-        .filter(same_object, created_at__lt=event.created_at)
-        .exclude(pk=event.pk)
-        .exists()
-    )
 
 
 def _send(event: Event) -> None:

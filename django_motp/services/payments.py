@@ -216,9 +216,8 @@ def _succeed_payment(payment: Payment, data: Mapping[str, Any]) -> bool:
         payment.attention, payment.attention_note = Payment.Attention.DOUBLE_CHARGE, note[:255]
         payment.duplicate_of = other
         logger.warning("Payment %s: %s", payment.out_trade_no, note)
-        transaction.on_commit(lambda: refund_double_charge(payment))
 
-    return move(
+    moved = move(
         payment,
         S.SUCCEEDED,
         Payment.UNPAID_STATUSES,
@@ -229,6 +228,10 @@ def _succeed_payment(payment: Payment, data: Mapping[str, Any]) -> bool:
         next_check_at=None,
         also=flag_late,
     )
+    if moved and payment.attention == Payment.Attention.DOUBLE_CHARGE:
+        # After the success's own event, so receivers hear of the payment before its refund.
+        transaction.on_commit(lambda: refund_double_charge(payment))
+    return moved
 
 
 def refund_double_charge(payment: Payment) -> None:

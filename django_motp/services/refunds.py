@@ -217,26 +217,26 @@ def check_refund_claimed(refund: Refund) -> Refund:
 
 
 def _resend_refund(refund: Refund) -> None:
-    status, message = _ask(refund)
     # Its first call may still be on its way (another process is in refund_payment): nothing
-    # has been written since the row was (a call that ended without an answer sets ``message``)
-    # and its call window is not over.
+    # has been written since the row was (a first call that ended without an answer sets
+    # ``message``; so checks made meanwhile leave it alone) and its call window is not over.
     in_flight = not refund.message and (
         timezone.now() < refund.created_at + timedelta(seconds=_call_window())
     )
+    status, message = _ask(refund)
     if status in (Meaning.REFUNDED, Meaning.NOT_YET):
         if _refund_accepted(refund, _("Accepted (found by a status check)")):
             _apply(refund, status, message)
     elif status is Meaning.REFUSED:
         fail_refund(refund, message)
-    elif status is Meaning.NOT_FOUND and not in_flight:
+    elif in_flight:  # only checked, never resent: ask again later
+        update_if(refund, next_check_at=_refund_retry(refund))
+    elif status is Meaning.NOT_FOUND:
         assert refund.deadline_at is not None
         if timezone.now() >= refund.deadline_at:
             fail_refund(refund, _("The gateway never had this refund: %(why)s") % {"why": message})
         else:
             _submit_refund(refund, resend=True)
-    elif status is Meaning.NOT_FOUND:  # its first call may still be on its way: wait
-        update_if(refund, message=short(message), next_check_at=_refund_retry(refund))
     else:
         _no_answer(refund, message)
 

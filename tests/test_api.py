@@ -308,10 +308,12 @@ def test_sync_asks_the_gateway_and_answers_the_payment_as_it_is_now(api, motp_sa
     assert motp_sandbox.calls("check_payment") == 2
 
 
-@pytest.mark.slow
-def test_sync_while_a_worker_checks_the_payment_is_a_409_and_frees_the_key(api, motp_sandbox):
+def test_sync_while_a_worker_checks_the_payment_is_a_409_and_frees_the_key(
+    api, motp_sandbox, monkeypatch
+):
     from django_motp.services import claims
 
+    monkeypatch.setattr(claims, "HAND_WAIT", 0.3)  # how long the API waits for the worker
     number = pay(api, method="native").json()["out_trade_no"]
     url = f"{PAYMENTS}{number}/sync/"
     with claims.held_by_hand(Payment.objects.get()):  # a worker's check is under way

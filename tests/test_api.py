@@ -427,6 +427,28 @@ def test_refund_list_detail_and_filters(api, motp_sandbox):
     assert api.get(f"{REFUNDS}NOSUCH/").status_code == 404
 
 
+def test_a_page_costs_the_same_queries_however_many_rows(api, motp_sandbox):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(path):
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get(path).status_code == 200
+        return len(captured)
+
+    def add_rows(start, count):
+        for n in range(start, start + count):
+            payment = row(f"Q{n}", status=Payment.Status.SUCCEEDED)
+            Refund.objects.create(payment=payment, out_refund_no=f"R{n}", amount=Decimal("1.00"))
+
+    add_rows(0, 2)
+    queries(PAYMENTS)  # the user's permissions are read once, then cached
+    few = queries(PAYMENTS), queries(REFUNDS)
+    assert few == (1, 1)
+    add_rows(2, 10)
+    assert (queries(PAYMENTS), queries(REFUNDS)) == few
+
+
 # Permissions ------------------------------------------------------------------------------------
 
 READS = [PAYMENTS, REFUNDS]

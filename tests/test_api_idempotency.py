@@ -141,6 +141,30 @@ def test_keys_belong_to_their_user(make_user, motp_sandbox):
     assert Payment.objects.count() == 2
 
 
+def test_a_project_can_share_keys_between_tills(make_user, motp_sandbox):
+    from django.db.transaction import non_atomic_requests
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from django_motp.api.views import PaymentViewSet
+
+    class StoreWide(PaymentViewSet):
+        def get_idempotency_scope(self):
+            return "store:10001"
+
+    view = non_atomic_requests(StoreWide.as_view({"post": "create"}))
+    answers = []
+    for _ in range(2):
+        request = APIRequestFactory().post(
+            PAYMENTS, QUICK, format="json", HTTP_IDEMPOTENCY_KEY="receipt-000481"
+        )
+        force_authenticate(request, make_user(*ALL_PERMISSIONS))
+        answers.append(view(request))
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[1]["Idempotent-Replayed"] == "true"
+    assert Payment.objects.count() == 1
+    assert IdempotencyKey.objects.get().scope == "store:10001"
+
+
 @pytest.mark.parametrize("key", ["", "k" * 256])
 def test_an_empty_or_too_long_key_is_a_400(api, motp_sandbox, key):
     response = post(api, QUICK, key)

@@ -15,12 +15,12 @@ from rest_framework.test import APIClient
 
 from django_motp.models import IdempotencyKey, Payment, Refund
 from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_PIN
+from tests.api_helpers import PAYMENTS
 from tests.helpers import at_once, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 pytest_plugins = ["tests.fixtures_api"]
 
-PAYMENTS = "/motp/payments/"
 ALL_PERMISSIONS = ("view_payment", "add_payment", "refund_payment")
 QUICK = {"method": "quick", "amount": "10.00", "auth_code": AUTH_CODE_PAID}
 

@@ -8,6 +8,7 @@ argument; the sandbox's request count and the table sizes are compared before an
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 import pytest
@@ -22,7 +23,7 @@ from django_motp.testing import AUTH_CODE_PAID
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("MOTP_PROPERTY_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -33,37 +34,50 @@ any_text = st.one_of(
     st.text(min_size=300, max_size=5000),
     st.text(alphabet=st.characters(categories=["Nd"]), min_size=1, max_size=30),
 )
-#: Values of the wrong type altogether.
-wrong_types = st.one_of(
-    st.none(),
+#: Values of the wrong type altogether (``wrong_types`` with None, ``not_none`` without).
+not_none = st.one_of(
     st.booleans(),
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.binary(max_size=20),
 )
+wrong_types = st.one_of(st.none(), not_none)
 
 
 def _not_an_amount(text: str) -> bool:
     try:
         value = Decimal(text.strip())
+        return not (0 < value <= MAX_AMOUNT and value == value.quantize(Decimal("0.01")))
+    except ArithmeticError:  # not a number, or too many digits to quantize
+        return True
+
+
+def _more_than_cents(value: Decimal) -> bool:
+    try:
+        return value != value.quantize(Decimal("0.01"))
+    except ArithmeticError:  # too many digits to quantize: far above any amount
+        return True
+
+
+def _not_a_fee_rate(text: str) -> bool:
+    try:
+        value = Decimal(text.strip())
+        return not (0 <= value <= 100 and value == value.quantize(Decimal("0.01")))
     except ArithmeticError:
         return True
-    return not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01"))
 
 
 bad_amounts = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),  # never a float, even 19.9
     st.decimals(max_value=0, allow_nan=False),
     st.decimals(min_value=MAX_AMOUNT + Decimal("0.01"), allow_nan=False, allow_infinity=False),
-    st.decimals(places=3, allow_nan=False, allow_infinity=False).filter(
-        lambda d: d != d.quantize(Decimal("0.01"))
-    ),
+    st.decimals(places=3, allow_nan=False, allow_infinity=False).filter(_more_than_cents),
     st.sampled_from([Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-0")]),
     st.integers(max_value=0),
     st.integers(min_value=10**10),
     any_text.filter(_not_an_amount),
     st.sampled_from(["", " ", "1e3x", "1,00", "0x10", "12.345", "-1", "+0", "1e-5"]),
-    wrong_types.filter(lambda v: v is not None),
+    not_none,
 )
 
 
@@ -78,7 +92,9 @@ bad_auth_codes = st.one_of(
     st.from_regex(r"\A[0-9]{25,60}\Z"),
     # Digits of other scripts (Arabic-Indic, Devanagari, full-width): no wallet's code.
     st.text(alphabet="٠١٢٣٤٥٦٧٨٩०१२३४५६७८९０１２３４５６７８９", min_size=10, max_size=24),
-    st.integers(),
+    # The spec's examples send the code as a JSON number: an int of 10 to 24 digits is a code.
+    st.integers(max_value=10**9 - 1),
+    st.integers(min_value=10**24),
     wrong_types,
 )
 
@@ -94,11 +110,16 @@ bad_numbers = st.one_of(
     st.from_regex(r"\A[A-Za-z0-9_-]{33,80}\Z"),
     st.from_regex(r"\A[A-Za-z0-9]{1,20}\n\Z"),
     st.integers(),
-    wrong_types.filter(lambda v: v is not None),
+    not_none,
 )
+
+#: Short text holding a NUL character, which PostgreSQL cannot store in a text column.
+with_nul = st.tuples(st.text(max_size=10), st.text(max_size=10)).map(lambda p: f"{p[0]}\x00{p[1]}")
 
 #: Any of the other arguments of a payment, broken: (argument, bad value).
 bad_payment_options = st.one_of(
+    st.tuples(st.sampled_from(["reference", "sub_store_name", "sub_store_id"]), with_nul),
+    st.tuples(st.just("metadata"), st.builds(lambda text: {"note": text}, with_nul)),
     st.tuples(st.just("out_trade_no"), bad_numbers),
     st.tuples(st.just("store_id"), st.text(min_size=33, max_size=2000)),
     st.tuples(st.just("sub_store_id"), st.text(min_size=65, max_size=2000)),
@@ -106,9 +127,7 @@ bad_payment_options = st.one_of(
     st.tuples(st.just("reference"), st.text(min_size=256, max_size=5000)),
     st.tuples(
         st.just("service_id"),
-        st.one_of(
-            st.integers(max_value=0), st.booleans(), st.floats(), any_text, wrong_types
-        ).filter(lambda v: v is not None),
+        st.one_of(st.integers(max_value=0), st.booleans(), st.floats(), any_text, not_none),
     ),
     st.tuples(
         st.just("fee_rate"),
@@ -116,10 +135,8 @@ bad_payment_options = st.one_of(
             st.floats(),
             st.decimals(min_value=Decimal("100.01"), allow_nan=False, allow_infinity=False),
             st.decimals(max_value=Decimal("-0.01"), allow_nan=False),
-            st.decimals(places=3, min_value=0, max_value=100).filter(
-                lambda d: d != d.quantize(Decimal("0.01"))
-            ),
-            any_text.filter(_not_an_amount),
+            st.decimals(places=3, min_value=0, max_value=100).filter(_more_than_cents),
+            any_text.filter(_not_a_fee_rate),
             st.booleans(),
         ),
     ),
@@ -200,6 +217,11 @@ def paid(motp_sandbox) -> Payment:
         st.tuples(st.just("amount"), st.sampled_from(["50.01", "1000000", Decimal("99.99")])),
         st.tuples(st.just("out_refund_no"), bad_numbers),
         st.tuples(st.just("reason"), st.text(min_size=256, max_size=5000)),
+        st.tuples(st.just("reason"), with_nul),
+        st.tuples(
+            st.just("reason"),
+            st.one_of(st.integers(min_value=1), st.lists(st.integers(), min_size=1), st.just(True)),
+        ),
     )
 )
 def test_a_bad_refund_is_refused_before_anything(motp_sandbox, paid, option):

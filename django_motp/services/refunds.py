@@ -61,8 +61,12 @@ def refund_payment(
     errors: dict[str, str] = {}
     wanted = None if amount is None else clean_amount(amount, "amount", errors)
     number = clean_out_no(out_refund_no, Refund, "out_refund_no", errors)
-    if len(reason or "") > MAX_REASON:
+    if not isinstance(reason or "", str):
+        errors["reason"] = _("The reason must be text.")
+    elif len(reason or "") > MAX_REASON:
         errors["reason"] = _("The reason can be at most %(max)d characters.") % {"max": MAX_REASON}
+    elif "\x00" in (reason or ""):  # PostgreSQL stores no NUL character
+        errors["reason"] = _("This may not contain NUL characters.")
     if errors:
         raise ValidationError(errors)
     get_client()  # a configuration error surfaces here, before anything is saved

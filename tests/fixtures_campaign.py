@@ -349,6 +349,7 @@ class CampaignResult:
 #: test auth codes (each scripts an outcome) or a code of their own (paid at once).
 METHODS = {"native": 35, "quick": 40, "jsapi": 25}
 NATIVE_BUYERS = {"pay": 40, "decline": 15, "expire": 20, "late": 10, "script": 15}
+REFUND_OUTCOMES = ("refund_processing", "refund_refused")
 SCRIPTS = ["paid", "pin", "userpaying", "declined", "never", "refund_processing", "refund_refused"]
 
 
@@ -382,6 +383,8 @@ class Campaign:
         self.late: set[str] = set()
         self.refunds_made = 0
         self.refunding: set[int] = set()
+        #: References of the payments whose auth code scripts refused or delayed refunds.
+        self.refund_outcomes: set[str] = set()
 
     # Processes
 
@@ -442,7 +445,7 @@ class Campaign:
 
     def create(self, index: int, plan: Plan) -> None:
         from django_motp import services
-        from django_motp.sandbox.outcomes import Outcome
+        from django_motp.sandbox.outcomes import Outcome, outcome_for_auth_code
 
         amount = Decimal(self.random.randint(100, 50000)) / 100
         reference = f"campaign-{index}"
@@ -457,6 +460,8 @@ class Campaign:
                 self.secrets.add(plan.auth_code)
                 create = getattr(services, f"create_{plan.method}_payment")
                 create(amount, plan.auth_code, reference=reference)
+                if outcome_for_auth_code(plan.auth_code) in REFUND_OUTCOMES:
+                    self.refund_outcomes.add(reference)
         except Exception as err:  # none is expected: recorded, the test fails on it
             self.errors.append(f"payment {index} ({plan}): {err!r}")
 
@@ -497,16 +502,26 @@ class Campaign:
     # Refunds
 
     def refund_candidates(self, count: int) -> list[int]:
+        """Up to ``count`` succeeded payments with something left to refund, at random; one pick
+        in three, when there is one, a payment whose wallet refuses or delays refunds, so that
+        even a small campaign sees refunds fail and wait."""
         from django.db.models import F
 
         from django_motp.models import Payment
 
-        return list(
+        rows = list(
             Payment.objects.filter(status=Payment.Status.SUCCEEDED, amount__gt=F("reserved_amount"))
             .exclude(pk__in=self.refunding)
-            .order_by("?")
-            .values_list("pk", flat=True)[:count]
+            .values_list("pk", "reference")
         )
+        special = [pk for pk, reference in rows if reference in self.refund_outcomes]
+        picked: list[int] = []
+        for _ in range(min(count, len(rows))):
+            pool = special if special and self.random.random() < 1 / 3 else [r[0] for r in rows]
+            pool = [pk for pk in pool if pk not in picked]
+            if pool:
+                picked.append(self.random.choice(pool))
+        return picked
 
     def refund(self, pk: int) -> None:
         from django.core.exceptions import ValidationError

@@ -1,7 +1,7 @@
 """Imported by the fault campaign's Celery processes (``CELERY_IMPORTS``): the receipt receiver,
-and the campaign's fast clock (see ``fixtures_campaign.FAST_CLOCK``)."""
+and the campaign's fast clock (see ``campaign_common.FAST_CLOCK``)."""
 
-from tests import fixtures_campaign
+from tests.campaign_common import connect_receipts, speed_up_clock
 
-fixtures_campaign.speed_up_clock()
-fixtures_campaign.connect_receipts()
+speed_up_clock()
+connect_receipts()

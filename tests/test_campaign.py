@@ -20,9 +20,9 @@ from decimal import Decimal
 import pytest
 
 from django_motp.models import ApiCall, Event, Payment, Refund
-from tests import fixtures_campaign
+from tests import campaign_common
+from tests.campaign_figures import CampaignResult, summary
 from tests.fixtures_campaign import *  # noqa: F403  (the fixtures)
-from tests.fixtures_campaign import CampaignResult
 
 pytestmark = [
     pytest.mark.campaign,
@@ -56,7 +56,7 @@ def test_fault_campaign(campaign, campaign_sandbox):
     assert kinds == {"SIGKILL": 1, "broker": 1, "every": 4}, campaign.disruptions
     [killed] = [d for d in campaign.disruptions if d.startswith("SIGKILL")]
     assert int(re.search(r"after (\d+) polls", killed)[1]) > 0  # it was busy
-    print(json.dumps(fixtures_campaign.summary(campaign, state), indent=2))
+    print(json.dumps(summary(campaign, state), indent=2))
     assert_all_settled()
     assert_payments_are_the_gateways(state)
     assert_refunds_are_the_gateways(state)
@@ -155,7 +155,7 @@ def assert_each_signal_delivered_once():
     events = list(Event.objects.order_by("created_at"))
     # The receiver's row has the event's id as its primary key: a second delivery would have
     # failed, been rolled back and recorded on the event.
-    receipts = fixtures_campaign.receipts()
+    receipts = campaign_common.receipts()
     assert sorted(str(e.pk) for e in events) == sorted(r[0] for r in receipts)
     assert [e for e in events if "duplicate key" in e.last_error] == []
     # One event per transition, the transitions of each row a chain ending in its status.

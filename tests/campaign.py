@@ -1,0 +1,425 @@
+"""The fault campaign itself (``tests/test_campaign.py``, ``tests/test_secrets.py``): what it does
+to payments and refunds, the disruptions, and its figures. docs/reliability.rst describes it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tests.campaign_common import error_codes, speed_up_clock
+from tests.campaign_figures import CampaignResult
+from tests.campaign_processes import CeleryProcess, PrivateRedis, log_everything
+
+
+@dataclass
+class Plan:
+    """What the campaign does to one payment: how it is made and what the buyer then does."""
+
+    method: str
+    auth_code: str | None = None
+    script: str | None = None
+    #: Native payments: "pay", "decline", "expire" (nothing), "late" (paid once expired here).
+    buyer: str = "expire"
+    buyer_after: float = 0.0
+
+
+#: Weights of the ways a payment is made. Quick and JSAPI payments take one of the sandbox's
+#: test auth codes (each scripts an outcome) or a code of their own (paid at once).
+METHODS = {"native": 35, "quick": 40, "jsapi": 25}
+NATIVE_BUYERS = {"pay": 40, "decline": 15, "expire": 20, "late": 10, "script": 15}
+REFUND_OUTCOMES = ("refund_processing", "refund_refused")
+SCRIPTS = ["paid", "pin", "userpaying", "declined", "never", "refund_processing", "refund_refused"]
+
+
+class Campaign:
+    """1,000 payments and 300 refunds (or fewer) through real worker processes against the
+    sandbox with random faults, a worker SIGKILLed and restarted, the broker restarted and every
+    token revoked several times; then it waits until everything is settled and swept.
+
+    Runs in the test process: the sandbox (``server``, in threads), the callers of the services
+    (a thread pool), the buyers of native payments, and the disruptions. Workers, beat and the
+    broker are processes of their own, logging to ``workdir``.
+    """
+
+    def __init__(
+        self, server: Any, *, payments: int, refunds: int, workdir: Path, seed: int = 12
+    ) -> None:
+        self.server = server
+        self.sandbox = server.state
+        self.total_payments = payments
+        self.total_refunds = refunds
+        self.workdir = workdir
+        self.random = random.Random(seed)
+        self.redis = PrivateRedis(workdir)
+        self.secrets: set[str] = {self.sandbox.config.password}
+        self.errors: list[str] = []
+        self.refusals: Counter[str] = Counter()
+        self.refusal_messages: list[str] = []
+        self.disruptions: list[str] = []
+        self.lock = threading.Lock()
+        self.buyer_actions: list[tuple[float, str, str]] = []  # (when, action, out_trade_no)
+        self.late: set[str] = set()
+        self.refunds_made = 0
+        self.refunding: set[int] = set()
+        #: References of the payments whose auth code scripts refused or delayed refunds.
+        self.refund_outcomes: set[str] = set()
+
+    # Processes
+
+    def process_env(self) -> dict[str, str]:
+        from django.conf import settings
+        from django.db import connection
+
+        from tests.helpers import REDIS_URL
+
+        config = {
+            "database": connection.settings_dict["NAME"],
+            "motp": settings.MOTP,
+            "broker_url": self.redis.url,
+            "cache_url": REDIS_URL,
+            "cache_prefix": f"campaign-{os.getpid()}-{time.time_ns()}",
+            "sweep_every": 2.0,
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOTP_CAMPAIGN")}
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.settings_campaign",
+            MOTP_CAMPAIGN_CONFIG=json.dumps(config, default=str),
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        return env
+
+    def celery_app(self) -> Any:
+        """The test process's Celery app: the services' polls go to the campaign's broker."""
+        from celery import Celery
+
+        app = Celery("django-motp-campaign", broker=self.redis.url)
+        app.conf.update(
+            broker_connection_timeout=1,
+            broker_connection_retry_on_startup=False,
+            worker_hijack_root_logger=False,
+        )
+        app.set_default()
+        app.set_current()
+        app.finalize()
+        return app
+
+    # Payments
+
+    def plan(self, index: int) -> Plan:
+        from django_motp.sandbox import outcomes
+
+        pick = self.random.choices
+        method = pick(list(METHODS), list(METHODS.values()))[0]
+        if method == "native":
+            buyer = pick(list(NATIVE_BUYERS), list(NATIVE_BUYERS.values()))[0]
+            if buyer == "script":
+                return Plan(method, script=self.random.choice(SCRIPTS))
+            return Plan(method, buyer=buyer, buyer_after=self.random.uniform(0.2, 5))
+        codes = [*outcomes.AUTH_CODES, None]
+        code = self.random.choice(codes) or "2896" + "".join(
+            self.random.choice("0123456789") for _ in range(14)
+        )
+        return Plan(method, auth_code=code)
+
+    def create(self, index: int, plan: Plan) -> None:
+        from django_motp import services
+        from django_motp.sandbox.outcomes import Outcome, outcome_for_auth_code
+
+        amount = Decimal(self.random.randint(100, 50000)) / 100
+        reference = f"campaign-{index}"
+        try:
+            if plan.script:
+                self.sandbox.add_script(Outcome(plan.script))
+            if plan.method == "native":
+                payment = services.create_native_payment(amount, reference=reference)
+                self.schedule_buyer(plan, payment.out_trade_no)
+            else:
+                assert plan.auth_code is not None
+                self.secrets.add(plan.auth_code)
+                create = getattr(services, f"create_{plan.method}_payment")
+                create(amount, plan.auth_code, reference=reference)
+                if outcome_for_auth_code(plan.auth_code) in REFUND_OUTCOMES:
+                    self.refund_outcomes.add(reference)
+        except Exception as err:  # none is expected: recorded, the test fails on it
+            self.errors.append(f"payment {index} ({plan}): {err!r}")
+
+    def schedule_buyer(self, plan: Plan, out_trade_no: str) -> None:
+        with self.lock:
+            if plan.buyer == "late":
+                self.late.add(out_trade_no)
+            elif plan.buyer in ("pay", "decline"):
+                when = time.monotonic() + plan.buyer_after
+                self.buyer_actions.append((when, plan.buyer, out_trade_no))
+
+    def buyers(self) -> None:
+        """What the buyers' phones do now: pay or decline a native QR code whose moment came,
+        and pay the QR codes of ``late`` payments that have expired here (a late success)."""
+        from django_motp.models import Payment
+        from django_motp.sandbox.errors import Conflict, NotFound
+
+        now = time.monotonic()
+        with self.lock:
+            due = [a for a in self.buyer_actions if a[0] <= now]
+            self.buyer_actions = [a for a in self.buyer_actions if a[0] > now]
+            late = set(self.late)
+        settled = dict(
+            Payment.objects.filter(out_trade_no__in=late)
+            .exclude(status__in=(Payment.Status.CREATED, Payment.Status.PENDING))
+            .values_list("out_trade_no", "status")
+        )
+        # A scripted outcome meant for another payment may have settled it otherwise.
+        expired = {n for n, status in settled.items() if status == Payment.Status.EXPIRED}
+        with self.lock:
+            self.late -= set(settled)
+        due += [(now, "pay", number) for number in expired]
+        for _, action, number in due:
+            # NotFound: the pay call never reached the gateway; Conflict: the order is settled.
+            with contextlib.suppress(Conflict, NotFound):
+                getattr(self.sandbox, action)(number)
+
+    # Refunds
+
+    def refund_candidates(self, count: int) -> list[int]:
+        """Up to ``count`` succeeded payments with something left to refund, at random; one pick
+        in three, when there is one, a payment whose wallet refuses or delays refunds, so that
+        even a small campaign sees refunds fail and wait."""
+        from django.db.models import F
+
+        from django_motp.models import Payment
+
+        rows = list(
+            Payment.objects.filter(status=Payment.Status.SUCCEEDED, amount__gt=F("reserved_amount"))
+            .exclude(pk__in=self.refunding)
+            .values_list("pk", "reference")
+        )
+        special = [pk for pk, reference in rows if reference in self.refund_outcomes]
+        picked: list[int] = []
+        for _ in range(min(count, len(rows))):
+            pool = special if special and self.random.random() < 1 / 3 else [r[0] for r in rows]
+            pool = [pk for pk in pool if pk not in picked]
+            if pool:
+                picked.append(self.random.choice(pool))
+        return picked
+
+    def refund(self, pk: int) -> None:
+        from django.core.exceptions import ValidationError
+
+        from django_motp import services
+        from django_motp.models import Payment
+
+        try:
+            payment = Payment.objects.get(pk=pk)
+            left = payment.amount - payment.reserved_amount
+            if self.random.random() < 0.3:
+                amount = None  # everything left
+            else:
+                amount = max(
+                    Decimal("0.01"),
+                    (left * Decimal(self.random.uniform(0.1, 0.6))).quantize(Decimal("0.01")),
+                )
+            services.refund_payment(payment, amount, reason="campaign")
+            with self.lock:
+                self.refunds_made += 1
+        except ValidationError as err:
+            codes = error_codes(err)
+            with self.lock:
+                self.refusals.update(str(c) for c in codes)
+                self.refusal_messages.extend(err.messages)
+            if not codes <= {"refund_in_progress", "nothing_left", "too_much", "not_refundable"}:
+                self.errors.append(f"refund of {pk}: {err!r}")
+        except Exception as err:
+            self.errors.append(f"refund of {pk}: {err!r}")
+        finally:
+            with self.lock:
+                self.refunding.discard(pk)
+            from django.db import connection
+
+            connection.close()
+
+    # The run
+
+    def run(self) -> CampaignResult:
+        from django_motp.models import Payment
+
+        started = time.monotonic()
+        self.redis.start()
+        env = self.process_env()
+        workers = [
+            CeleryProcess(
+                "worker-prefork",
+                [
+                    "worker",
+                    "-P",
+                    "prefork",
+                    "-c",
+                    "2",
+                    "-n",
+                    "prefork@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                env,
+                self.workdir,
+            ),
+            CeleryProcess(
+                "worker-threads",
+                [
+                    "worker",
+                    "-P",
+                    "threads",
+                    "-c",
+                    "4",
+                    "-n",
+                    "threads@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                env,
+                self.workdir,
+            ),
+        ]
+        beat = CeleryProcess(
+            "beat", ["beat", "-s", str(self.workdir / "beat-schedule")], env, self.workdir
+        )
+        self.celery_app()
+        with log_everything(self.workdir / "test-process.log"):
+            self.run_processes(workers, beat)
+        self.sweep_last_time()
+        return CampaignResult(
+            workdir=self.workdir,
+            payments=Payment.objects.count(),
+            refunds=self.refunds_made,
+            seconds=time.monotonic() - started,
+            killed_concurrency=2,
+            secrets=self.secrets,
+            errors=self.errors,
+            refusals=dict(self.refusals),
+            refusal_messages=self.refusal_messages,
+            disruptions=self.disruptions,
+        )
+
+    def run_processes(self, workers: list[CeleryProcess], beat: CeleryProcess) -> None:
+        from django.db import connection
+
+        from tests.celery_app import app as default_app
+
+        issue = self.sandbox.issue_token
+
+        def recorded_token(user: str, password: str) -> str:
+            token = issue(user, password)
+            self.secrets.add(token)
+            return token
+
+        self.sandbox.issue_token = recorded_token  # every token the gateway gives out
+        try:
+            for process in (*workers, beat):
+                process.start()
+            for worker in workers:
+                worker.wait_ready()
+            self.sandbox.set_fault_rate(0.2)
+            self.make_payments_and_refunds(workers)
+            self.settle()
+        finally:
+            self.sandbox.set_fault_rate(0.0)
+            for process in (*workers, beat):
+                process.stop()
+            self.redis.stop()
+            self.sandbox.issue_token = issue
+            default_app.set_default()
+            default_app.set_current()
+            connection.close()
+
+    def make_payments_and_refunds(self, workers: list[CeleryProcess]) -> None:
+        from django.db import connection
+
+        plans = [self.plan(i) for i in range(self.total_payments)]
+        milestones = {
+            self.total_payments // 3: "kill",
+            (2 * self.total_payments) // 3: "broker",
+            **{self.total_payments * k // 5: "tokens" for k in (1, 2, 3, 4)},
+        }
+
+        def create(index: int) -> None:
+            try:
+                self.create(index, plans[index])
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(3) as payers, ThreadPoolExecutor(2) as refunders:
+            pending = []
+            for index in range(self.total_payments):
+                pending.append(payers.submit(create, index))
+                self.disrupt(milestones.get(index), workers)
+                while sum(1 for f in pending if not f.done()) >= 6:
+                    self.tick(refunders)
+            while any(not f.done() for f in pending):
+                self.tick(refunders)
+            deadline = time.monotonic() + 600
+            while self.refunds_made < self.total_refunds:
+                self.tick(refunders)
+                if time.monotonic() > deadline:
+                    self.errors.append(f"only {self.refunds_made} refunds made in 600 s")
+                    break
+
+    def tick(self, refunders: ThreadPoolExecutor) -> None:
+        """One round of the test's main loop: buyers act, refunds are asked for."""
+        self.buyers()
+        wanted = self.total_refunds - self.refunds_made - len(self.refunding)
+        if wanted > 0 and len(self.refunding) < 4:
+            for pk in self.refund_candidates(min(wanted, 4 - len(self.refunding))):
+                with self.lock:
+                    self.refunding.add(pk)
+                refunders.submit(self.refund, pk)
+        time.sleep(0.05)  # the main loop's pace, not a wait for anything
+
+    def disrupt(self, what: str | None, workers: list[CeleryProcess]) -> None:
+        if what == "kill":
+            received = workers[0].log.read_text(errors="replace").count("] received")
+            workers[0].kill()
+            self.disruptions.append(
+                f"SIGKILL to the prefork worker and its pool, after {received} polls received"
+            )
+            workers[0].start()
+        elif what == "broker":
+            queued = self.redis.queued()
+            self.redis.restart()
+            self.disruptions.append(f"broker restarted, {queued} queued messages lost")
+        elif what == "tokens":
+            revoked = self.sandbox.expire_tokens()
+            self.disruptions.append(f"every token revoked ({revoked} alive)")
+
+    def unsettled(self) -> dict[str, int]:
+        from django_motp.models import Event, Payment, Refund
+
+        return {
+            "payments checked still": Payment.objects.filter(next_check_at__isnull=False).count(),
+            "refunds checked still": Refund.objects.filter(next_check_at__isnull=False).count(),
+            "events undelivered": Event.objects.undelivered().count(),
+            "buyers to act": len(self.buyer_actions) + len(self.late),
+        }
+
+    def settle(self) -> None:
+        """Wait until the workers have settled everything, with the faults still on; what is
+        left after ten minutes is left to the test's assertions to name."""
+        deadline = time.monotonic() + 600
+        while any(self.unsettled().values()) and time.monotonic() < deadline:
+            self.buyers()
+            time.sleep(0.5)
+
+    def sweep_last_time(self) -> None:
+        """With the workers gone and the gateway healthy, the sweep of a new worker, inline."""
+        from django_motp import services, tasks
+
+        speed_up_clock()
+        tasks.sweep(inline=True)
+        services.deliver_events()

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.campaign_common import error_codes, speed_up_clock
+from tests.campaign_common import error_codes
 from tests.campaign_figures import CampaignResult
 from tests.campaign_processes import CeleryProcess, PrivateRedis, log_everything
 
@@ -255,38 +255,9 @@ class Campaign:
         self.redis.start()
         env = self.process_env()
         workers = [
-            CeleryProcess(
-                "worker-prefork",
-                [
-                    "worker",
-                    "-P",
-                    "prefork",
-                    "-c",
-                    "2",
-                    "-n",
-                    "prefork@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                env,
-                self.workdir,
-            ),
-            CeleryProcess(
-                "worker-threads",
-                [
-                    "worker",
-                    "-P",
-                    "threads",
-                    "-c",
-                    "4",
-                    "-n",
-                    "threads@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                env,
-                self.workdir,
-            ),
+            # The first is the one killed midway: prefork, so its pool processes die with it.
+            self.worker("prefork", concurrency=2, env=env),
+            self.worker("threads", concurrency=4, env=env),
         ]
         beat = CeleryProcess(
             "beat", ["beat", "-s", str(self.workdir / "beat-schedule")], env, self.workdir
@@ -307,6 +278,11 @@ class Campaign:
             refusal_messages=self.refusal_messages,
             disruptions=self.disruptions,
         )
+
+    def worker(self, pool: str, *, concurrency: int, env: dict[str, str]) -> CeleryProcess:
+        args = ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{pool}@%h"]
+        args += ["--without-gossip", "--without-mingle"]
+        return CeleryProcess(f"worker-{pool}", args, env, self.workdir)
 
     def run_processes(self, workers: list[CeleryProcess], beat: CeleryProcess) -> None:
         from django.db import connection
@@ -420,6 +396,5 @@ class Campaign:
         """With the workers gone and the gateway healthy, the sweep of a new worker, inline."""
         from django_motp import services, tasks
 
-        speed_up_clock()
         tasks.sweep(inline=True)
         services.deliver_events()

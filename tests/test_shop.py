@@ -155,3 +155,25 @@ def test_the_page_keeps_following_while_anything_is_under_way(client, motp_sandb
     assert status["payments"][0]["refunds"] == [
         {"out_refund_no": "R-UNDER-WAY", "status": "pending", "amount": "1.00"}
     ]
+
+
+def test_the_order_admin_shows_history_and_payments_read_only(client, motp_sandbox):
+    checkout(client, pepper=1)
+    order = only_order()
+    payment = Payment.objects.get()
+    motp_sandbox.pay(payment.out_trade_no)
+    services.sync_payment(payment)
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("boss", "boss@example.com", "x"))
+
+    listing = admin.get("/admin/shop/order/", {"q": order.number}).content.decode()
+    assert f"/admin/shop/order/{order.pk}/change/" in listing
+    assert "/admin/shop/order/add/" not in listing
+
+    page = admin.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
+    assert "View order" in page  # a record: nobody edits it by hand
+    assert f"{payment.out_trade_no}</a> 6.50 (Succeeded)" in page or (
+        f"{payment.out_trade_no} 6.50 (Succeeded)" in page
+    )
+    assert f"Paid by {payment.out_trade_no} (6.50 USD)." in page
+    assert admin.post(f"/admin/shop/order/{order.pk}/delete/").status_code == 403

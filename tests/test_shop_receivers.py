@@ -171,6 +171,14 @@ def test_a_late_double_charge_is_shown_on_the_order_and_logged_once(order, caplo
     ]
 
 
+def test_a_second_payment_django_motp_did_not_flag_is_left_to_a_person(order):
+    first = make_payment(order)
+    deliver_success(first, uuid.uuid4())
+    by_hand = make_payment(order)  # taken at the till with the order's number, say
+    deliver_success(by_hand, uuid.uuid4())
+    assert fresh(order).attention.endswith("Refund it from the admin.")
+
+
 def test_refunding_the_double_charge_leaves_the_order_paid(order):
     first = make_payment(order)
     deliver_success(first, uuid.uuid4())

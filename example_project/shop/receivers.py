@@ -68,7 +68,8 @@ def payment_succeeded(
     sender: Any, payment: Payment, event_id: UUID | None = None, late: bool = False, **kwargs: Any
 ) -> None:
     """The order is paid by the first payment that succeeds; any later one is a double charge,
-    logged and shown on the order (django-motp refunds it in full when ``REFUND_DUPLICATES``)."""
+    logged and shown on the order (django-motp refunds in full those it flags itself, when
+    ``REFUND_DUPLICATES``)."""
     with transaction.atomic():
         order = _order_for_update(payment.reference)
         if order is None or order.payment_id == payment.pk:
@@ -89,7 +90,11 @@ def payment_succeeded(
             order.save(update_fields=["status", "payment", "paid_at"])
             return
         first = order.payment.out_trade_no if order.payment else ""
-        if motp_settings.REFUND_DUPLICATES:
+        # django-motp refunds what it flagged as a double charge (a late success for a reference
+        # already paid); another payment for a paid order (say, taken by hand at the till with
+        # the order's number) is for a person to look at.
+        flagged = payment.attention == Payment.Attention.DOUBLE_CHARGE
+        if flagged and motp_settings.REFUND_DUPLICATES:
             then = _("It is refunded in full automatically.")
         else:
             then = _("Refund it from the admin.")

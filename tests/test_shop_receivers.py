@@ -190,7 +190,19 @@ def test_refunding_the_double_charge_leaves_the_order_paid(order):
     after = fresh(order)
     assert after.status == Order.Status.PAID
     assert after.refunded_amount == Decimal("0.00")
+    assert after.attention == ""  # the extra charge is back with the buyer
     assert "of the extra charge" in after.notes.last().text
+
+
+def test_a_partly_refunded_double_charge_still_needs_attention(order):
+    first = make_payment(order)
+    deliver_success(first, uuid.uuid4())
+    second = make_payment(order, attention=Payment.Attention.DOUBLE_CHARGE, duplicate_of=first)
+    deliver_success(second, uuid.uuid4(), late=True)
+
+    deliver_refund(refund_of(second, "4.00"), uuid.uuid4())
+
+    assert "Charged twice" in fresh(order).attention
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -142,7 +143,12 @@ def refund_succeeded(
         else:
             text = _("Refunded %(amount)s (%(refund)s).")
         values = {"amount": amount, "payment": payment.out_trade_no, "refund": refund.out_refund_no}
-        if not _note(order, event_id, text % values) or order.payment_id != payment.pk:
+        if not _note(order, event_id, text % values):
+            return
+        if order.payment_id != payment.pk:
+            if order.attention and not _extra_charges_left(order):
+                order.attention = ""  # every extra charge is back with the buyer
+                order.save(update_fields=["attention"])
             return
         # The payment's ledger already counts every succeeded refund, this one included: set the
         # order from it rather than adding, so deliveries in any order and repeats agree.
@@ -152,6 +158,16 @@ def refund_succeeded(
         elif order.refunded_amount > 0:
             order.status = Order.Status.PARTLY_REFUNDED
         order.save(update_fields=["refunded_amount", "status"])
+
+
+def _extra_charges_left(order: Order) -> bool:
+    """Whether a payment other than the one that paid the order is not yet refunded in full."""
+    return (
+        Payment.objects.filter(reference=order.number, status=Payment.Status.SUCCEEDED)
+        .exclude(pk=order.payment_id)
+        .filter(refunded_amount__lt=F("amount"))
+        .exists()
+    )
 
 
 def refund_failed(sender: Any, refund: Refund, event_id: UUID | None = None, **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 
 from django_motp import services
 from django_motp.models import Payment
@@ -52,6 +53,20 @@ def page(live_server) -> Iterator:
         page.errors = errors
         yield page
         browser.close()
+    _end_live_server_sessions()
+
+
+def _end_live_server_sessions() -> None:
+    """On PostgreSQL, end the test database's other sessions: a request thread of the live server
+    can stay blocked on a kept-alive socket with its database connection open, and the test
+    database could then not be dropped at the end of the run."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def test_the_order_page_turns_into_the_receipt_by_itself(page, live_server, motp_sandbox):

@@ -127,6 +127,20 @@ def _check_values(conf: dict[str, Any]) -> list[Error]:
                 "Give an ISO code such as 'USD'.",
             )
         )
+    if "REFUND_DUPLICATES" in conf and not isinstance(conf["REFUND_DUPLICATES"], bool):
+        errors.append(
+            _malformed(
+                "REFUND_DUPLICATES",
+                f"is {conf['REFUND_DUPLICATES']!r}",
+                "Give True (refund a double charge at once) or False (only flag it).",
+            )
+        )
+    if "EVENT_RETENTION_DAYS" in conf:
+        value = conf["EVENT_RETENTION_DAYS"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            errors.append(
+                _malformed("EVENT_RETENTION_DAYS", f"is {value!r}", "Give whole days, 0 or more.")
+            )
     if "PENDING_MESSAGES" in conf:
         value = conf["PENDING_MESSAGES"]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):

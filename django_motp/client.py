@@ -28,6 +28,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -208,8 +209,9 @@ class MOTPClient:
                 return str(token)
             # Across processes: whoever adds the lock key fetches, the others wait for its token.
             lock_key = f"{self._token_key}:lock"
+            owner = uuid.uuid4().hex
             deadline = time.monotonic() + self.timeout
-            while not self.cache.add(lock_key, 1, timeout=int(self.timeout) + 1):
+            while not self.cache.add(lock_key, owner, timeout=int(self.timeout) + 1):
                 if time.monotonic() > deadline:
                     break  # the other fetcher died or hangs: fetch ourselves
                 time.sleep(TOKEN_WAIT_STEP)
@@ -220,7 +222,10 @@ class MOTPClient:
                 token = self._fetch_token()
                 self.cache.set(self._token_key, token, timeout=self.token_ttl)
             finally:
-                self.cache.delete(lock_key)
+                # Only our own lock: if ours ran out during a slow fetch, another process holds
+                # the key now, and deleting it would let a third stampede in.
+                if self.cache.get(lock_key) == owner:
+                    self.cache.delete(lock_key)
             return token
 
     def forget_token(self) -> None:
@@ -499,6 +504,9 @@ class MOTPClient:
         if self.on_call is None:
             return
         answer = payload if payload is not None else _snippet(response, operation) or None
+        if operation == "token" and payload is not None:
+            # Whatever key a gateway puts its token under, no string of it is kept.
+            answer = _blank_strings(payload)
         record = CallRecord(
             operation=operation,
             url=url,
@@ -525,6 +533,15 @@ def _process_lock(key: str) -> threading.Lock:
     """The lock shared by every client of this process that uses the same token cache key."""
     with _process_locks_guard:
         return _process_locks.setdefault(key, threading.Lock())
+
+
+def _blank_strings(value: Any) -> Any:
+    """``value`` with every string redacted, keeping its shape, numbers and flags."""
+    if isinstance(value, Mapping):
+        return {k: _blank_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_blank_strings(v) for v in value]
+    return REDACTED if isinstance(value, str) else value
 
 
 def _numeric_id(value: str | int) -> str | int:

@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_API_CALLS": True,
     # A late success for a reference that another payment already succeeded for: refund it.
     "REFUND_DUPLICATES": True,
+    # Delivered signal events are kept this many days (``manage.py motp_purge_events``).
+    "EVENT_RETENTION_DAYS": 30,
     # REST API: how long an Idempotency-Key is remembered, and who may call the API.
     "IDEMPOTENCY_KEY_TTL": 86400,
     "API_PERMISSION_CLASSES": ["django_motp.api.permissions.MOTPModelPermissions"],

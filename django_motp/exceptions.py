@@ -58,3 +58,8 @@ class MOTPTransportError(MOTPError):
 
 class MOTPConfigurationError(ImproperlyConfigured):
     """``settings.MOTP`` is missing a required key or holds a value that cannot be used."""
+
+
+class CheckInProgress(MOTPError):
+    """A status check asked for by hand found the row being checked by a worker (or another
+    person) and did not wait longer; nothing was changed. Try again in a moment."""

@@ -20,6 +20,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .money import buyer_total
+
 #: The largest amount the gateway takes: 9,999,999,999.99.
 MAX_AMOUNT = Decimal("9999999999.99")
 
@@ -109,6 +111,17 @@ class Payment(models.Model):
     )
     next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
     late_checks_done = models.PositiveSmallIntegerField(_("late checks done"), default=0)
+    acknowledged = models.BooleanField(
+        _("acknowledged by the gateway"),
+        default=False,
+        help_text=_("The gateway answered the payment call: 'not found' no longer means unpaid."),
+    )
+    checking_until = models.DateTimeField(
+        _("being checked until"),
+        null=True,
+        blank=True,
+        help_text=_("A worker or a person holds this row's status check until then."),
+    )
     attention = models.CharField(
         _("needs attention"), max_length=16, choices=Attention.choices, default="", blank=True
     )
@@ -161,9 +174,9 @@ class Payment(models.Model):
 
     @property
     def buyer_total(self) -> Decimal:
-        """What the buyer pays: the amount plus ``fee_rate`` percent, to the cent."""
-        fee = (self.amount * self.fee_rate / 100).quantize(Decimal("0.01"))
-        return self.amount + fee
+        """What the buyer pays: the amount plus ``fee_rate`` percent, rounded half up to the
+        cent as the gateway does (``django_motp.money.buyer_total``)."""
+        return buyer_total(self.amount, self.fee_rate)
 
     @property
     def is_final(self) -> bool:
@@ -212,6 +225,12 @@ class Refund(models.Model):
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
     deadline_at = models.DateTimeField(_("deadline"), null=True, blank=True)
     next_check_at = models.DateTimeField(_("next status check"), null=True, blank=True)
+    checking_until = models.DateTimeField(
+        _("being checked until"),
+        null=True,
+        blank=True,
+        help_text=_("A worker or a person holds this row's status check until then."),
+    )
     attention = models.CharField(
         _("needs attention"), max_length=16, choices=Attention.choices, default="", blank=True
     )

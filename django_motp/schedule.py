@@ -102,3 +102,26 @@ def due_late_checks(settled_at: datetime, now: datetime) -> int:
     """How many of the ``LATE_CHECKS`` offsets have passed since ``settled_at``."""
     elapsed = (now - settled_at).total_seconds()
     return sum(1 for offset in motp_settings.LATE_CHECKS if offset <= elapsed)
+
+
+#: Seconds an event may wait for its fast-path delivery (on commit, in the process that made the
+#: transition) before the sweep delivers it instead: that process may have died.
+EVENT_GRACE = 5
+#: Back-off of an event whose receivers raised: doubling from EVENT_RETRY_BASE, at most
+#: EVENT_RETRY_MAX; past EVENT_SLOW_AFTER attempts, every EVENT_RETRY_MAX.
+EVENT_RETRY_BASE = 10
+EVENT_RETRY_MAX = 3600
+EVENT_SLOW_AFTER = 8
+
+
+def event_due(created_at: datetime) -> datetime:
+    """When the sweep delivers an event that its fast path has not delivered."""
+    return created_at + timedelta(seconds=EVENT_GRACE)
+
+
+def event_retry(attempts: int, now: datetime) -> datetime:
+    """The next delivery of an event whose receivers raised ``attempts`` times."""
+    if attempts >= EVENT_SLOW_AFTER:
+        return now + timedelta(seconds=EVENT_RETRY_MAX)
+    delay = min(EVENT_RETRY_BASE * 2 ** max(attempts - 1, 0), EVENT_RETRY_MAX)
+    return now + timedelta(seconds=delay)

@@ -2,9 +2,10 @@
 
 The database holds the schedule (``next_check_at``); broker countdowns are only the fast path.
 Each poll first claims the row's due check (``services.claim_check``), so a duplicate delivery, a
-second worker or an outdated countdown does nothing, then calls the service, which enqueues the
-next check. ``sweep`` (run it every 15 s with celery beat) claims whatever is due and was left
-behind by a lost message or a dead worker.
+second worker, a check by hand or an outdated countdown does nothing, then calls the service,
+which enqueues the next check. ``sweep`` (run it every 15 s with celery beat) claims whatever is
+due and was left behind by a lost message or a dead worker, and delivers the signal events that
+their fast path did not deliver (a dead process, a receiver that raised).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import DatabaseError
 from django.utils import timezone
 
-from . import services
+from . import schedule, services
 from .models import Payment, Refund
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,7 @@ def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | No
         return  # not due, already taken by another worker, or settled
     lease = obj.next_check_at
     try:
-        if isinstance(obj, Payment):
-            services.sync_payment(obj)
-        else:
-            services.sync_refund(obj)
+        services.check_claimed(obj)
     except DatabaseError as exc:
         # Transient (connection lost, lock timeout): retry while our lease still stands; if it
         # ran out, the sweep has handed the check to someone else and the retry finds nothing.
@@ -65,6 +63,7 @@ def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | No
         raise task.retry(
             exc=exc, countdown=countdown, kwargs={**_id_kwarg(model, pk), "due": lease.isoformat()}
         ) from exc
+    services.release(model, pk, lease)
 
 
 def _id_kwarg(model: type[Payment] | type[Refund], pk: int) -> dict[str, int]:
@@ -142,12 +141,30 @@ def sweep(inline: bool = False) -> int:
         claimed += len(pks)
         for pk in pks:
             kwargs = {"due": lease.isoformat(), **_id_kwarg(model, pk)}
-            if inline:
-                task.run(**kwargs)
-                continue
-            try:
-                _send(task, kwargs)
-            except Exception:  # broker down: do the check here rather than wait for the lease
-                logger.warning("Broker unreachable; checking %s %s inline", model.__name__, pk)
-                task.run(**kwargs)
+            if not inline:
+                try:
+                    _send(task, kwargs)
+                    continue
+                except Exception:  # broker down: do the check here rather than wait for the lease
+                    logger.warning("Broker unreachable; checking %s %s inline", model.__name__, pk)
+            _run_inline(task, model, pk, kwargs, lease)
+    services.deliver_events()
     return claimed
+
+
+def _run_inline(
+    task: Any, model: type[Payment] | type[Refund], pk: int, kwargs: dict[str, Any], lease: Any
+) -> None:
+    """Run one claimed poll here; a row whose check raises is logged and backed off, so it
+    neither stops the rest of the sweep nor is retried at full speed."""
+    try:
+        task.run(**kwargs)
+    except Exception:
+        logger.error(
+            "Checking %s %s failed; it is tried again in %d s",
+            model.__name__,
+            pk,
+            schedule.OUTAGE_INTERVAL,
+            exc_info=True,
+        )
+        services.back_off(model, pk, lease)

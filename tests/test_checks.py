@@ -61,6 +61,9 @@ def test_e001_empty_value_and_no_dict(settings):
         ("SERVICE_ID", "30"),
         ("CURRENCY", "dollars"),
         ("PENDING_MESSAGES", "USERPAYING"),
+        ("REFUND_DUPLICATES", "yes"),
+        ("EVENT_RETENTION_DAYS", -1),
+        ("EVENT_RETENTION_DAYS", 7.5),
     ],
 )
 def test_e002_malformed_values(settings, key, value):

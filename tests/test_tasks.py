@@ -159,13 +159,13 @@ def test_a_transient_database_error_is_retried_under_the_same_claim(
 ):
     payment = services.create_native_payment("3.00")
     due = make_due(payment).isoformat()
-    real_sync = services.sync_payment
+    real_check = services.check_claimed
 
     def flaky(obj):
-        monkeypatch.setattr(services, "sync_payment", real_sync)
+        monkeypatch.setattr(services, "check_claimed", real_check)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "sync_payment", flaky)
+    monkeypatch.setattr(services, "check_claimed", flaky)
     retried = []
     monkeypatch.setattr(
         tasks.poll_payment, "retry", lambda **kw: retried.append(kw) or Retry("retrying")
@@ -231,9 +231,8 @@ def test_a_dead_workers_claim_is_taken_over_when_its_lease_runs_out(motp_sandbox
     make_due(payment)
     assert tasks.sweep() == 1  # handed to a worker that dies without checking
     assert tasks.sweep() == 0
-    Payment.objects.filter(pk=payment.pk).update(
-        next_check_at=timezone.now() - timedelta(seconds=1)  # the lease ran out
-    )
+    ran_out = timezone.now() - timedelta(seconds=1)  # the lease ran out
+    Payment.objects.filter(pk=payment.pk).update(next_check_at=ran_out, checking_until=ran_out)
     assert tasks.sweep(inline=True) == 1
     assert motp_sandbox.calls("check_payment") == 1
 

@@ -1,8 +1,8 @@
 """``manage.py motp_sync``: check payments and refunds at the gateway now.
 
 With order or refund numbers, checks those; with none, every payment and refund still unsettled
-(created or pending). Each check goes through the same services as the Celery polls, so running it
-beside the workers is safe.
+(created or pending). Each check takes the same claim as the Celery polls: one a worker is
+making right now is waited for briefly, then skipped and reported, never run twice at once.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_motp.exceptions import CheckInProgress
+from django_motp.management.progress import show_progress
 from django_motp.models import Payment, Refund
 from django_motp.services import sync_payment, sync_refund
-
-BAR_WIDTH = 30
 
 
 class Command(BaseCommand):
@@ -53,20 +53,22 @@ class Command(BaseCommand):
             self.stdout.write("Nothing to check: no payment or refund is unsettled.")
             return
         outcomes: Counter[str] = Counter()
+        busy: list[str] = []
         for done, obj in enumerate(work, start=1):
-            if isinstance(obj, Payment):
-                outcomes[f"payments {sync_payment(obj).status}"] += 1
-            else:
-                outcomes[f"refunds {sync_refund(obj).status}"] += 1
-            self._progress(done, len(work))
+            try:
+                if isinstance(obj, Payment):
+                    outcomes[f"payments {sync_payment(obj).status}"] += 1
+                else:
+                    outcomes[f"refunds {sync_refund(obj).status}"] += 1
+            except CheckInProgress:
+                busy.append(obj.out_trade_no if isinstance(obj, Payment) else obj.out_refund_no)
+            show_progress(self.stdout, done, len(work))
+        checked = sum(outcomes.values())
         summary = ", ".join(f"{count} {what}" for what, count in sorted(outcomes.items()))
-        self.stdout.write(self.style.SUCCESS(f"Checked {len(work)}: {summary}."))
-
-    def _progress(self, done: int, total: int) -> None:
-        filled = BAR_WIDTH * done // total
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        ending = "\n" if done == total else ""
-        if self.stdout.isatty():
-            self.stdout.write(f"\r[{bar}] {done}/{total}", ending=ending)
-        elif done == total:
-            self.stdout.write(f"[{bar}] {done}/{total}")
+        self.stdout.write(self.style.SUCCESS(f"Checked {checked}: {summary or 'none'}."))
+        if busy:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Skipped {len(busy)} being checked by a worker right now: {', '.join(busy)}."
+                )
+            )

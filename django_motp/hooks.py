@@ -1,0 +1,32 @@
+"""The one place where the services hand work to the Celery tasks, looked up at call time.
+
+Imports flow one way (services -> tasks, never back): the services do not import
+``django_motp.tasks``; they call ``enqueue_check``, which finds the task module's
+``enqueue_poll`` by its dotted path at each call. A project without Celery workers (or a
+test) can point ``ENQUEUE_CHECK`` elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+#: Called with a payment or refund after commit, to send the poll of its next check.
+ENQUEUE_CHECK = "django_motp.tasks.enqueue_poll"
+
+
+def _resolve(path: str) -> Callable[[Any], Any]:
+    # Resolved on every call (a dictionary look-up once imported), so that replacing the
+    # function on its module, as tests do, takes effect.
+    function: Callable[[Any], Any] = import_string(path)
+    return function
+
+
+def enqueue_check(obj: Any) -> None:
+    """Send ``obj``'s next check to the workers once the current transaction commits (at once
+    in autocommit mode). The schedule itself is in the row: a lost message only delays it."""
+    enqueue = _resolve(ENQUEUE_CHECK)
+    transaction.on_commit(lambda: enqueue(obj))

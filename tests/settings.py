@@ -57,6 +57,15 @@ TEMPLATES = [
 
 STATIC_URL = "/static/"
 
+# drf-spectacular describes the REST API (the api-docs extra, part of the test extra).
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "django_motp.models.Payment.Status",
+        "RefundStatusEnum": "django_motp.models.Refund.Status",
+    }
+}
+
 
 def _database() -> dict:
     url = os.environ.get("DATABASE_URL", "")

@@ -172,8 +172,21 @@ def test_the_order_admin_shows_history_and_payments_read_only(client, motp_sandb
 
     page = admin.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
     assert "View order" in page  # a record: nobody edits it by hand
-    assert f"{payment.out_trade_no}</a> 6.50 (Succeeded)" in page or (
-        f"{payment.out_trade_no} 6.50 (Succeeded)" in page
-    )
+    assert (
+        f'<a class="payment-link" href="/admin/django_motp/payment/{payment.pk}/change/">'
+        f"{payment.out_trade_no}</a> 6.50 (Succeeded)"
+    ) in page
     assert f"Paid by {payment.out_trade_no} (6.50 USD)." in page
     assert admin.post(f"/admin/shop/order/{order.pk}/delete/").status_code == 403
+
+
+def test_the_rest_api_stays_for_staff(client, motp_sandbox):
+    checkout(client, sugar=1)
+    payment = Payment.objects.get()
+    url = f"/motp/payments/{payment.out_trade_no}/"
+    assert client.get(url).status_code == 403  # the buyer's session is not enough
+
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("boss", "boss@example.com", "x"))
+    answer = staff.get(url).json()
+    assert (answer["status"], answer["amount"]) == ("pending", "3.80")

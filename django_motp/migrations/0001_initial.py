@@ -9,6 +9,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -17,318 +18,88 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="ApiCall",
+            name='ApiCall',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("operation", models.CharField(max_length=16, verbose_name="operation")),
-                (
-                    "out_trade_no",
-                    models.CharField(
-                        blank=True, db_index=True, max_length=32, verbose_name="order number"
-                    ),
-                ),
-                (
-                    "out_refund_no",
-                    models.CharField(blank=True, max_length=32, verbose_name="refund number"),
-                ),
-                ("url", models.CharField(max_length=512, verbose_name="URL")),
-                (
-                    "http_status",
-                    models.PositiveSmallIntegerField(
-                        blank=True, null=True, verbose_name="HTTP status"
-                    ),
-                ),
-                (
-                    "outcome",
-                    models.CharField(
-                        choices=[
-                            ("ok", "OK"),
-                            ("declined", "Refused by the gateway"),
-                            ("auth_failed", "Authentication failed"),
-                            ("transport_error", "No usable answer"),
-                        ],
-                        max_length=16,
-                        verbose_name="outcome",
-                    ),
-                ),
-                ("duration_ms", models.PositiveIntegerField(verbose_name="duration (ms)")),
-                ("request", models.JSONField(default=dict, verbose_name="request")),
-                ("response", models.JSONField(blank=True, null=True, verbose_name="answer")),
-                ("error", models.TextField(blank=True, verbose_name="error")),
-                (
-                    "created_at",
-                    models.DateTimeField(
-                        db_index=True, default=django.utils.timezone.now, verbose_name="at"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('operation', models.CharField(max_length=16, verbose_name='operation')),
+                ('out_trade_no', models.CharField(blank=True, db_index=True, max_length=32, verbose_name='order number')),
+                ('out_refund_no', models.CharField(blank=True, max_length=32, verbose_name='refund number')),
+                ('url', models.CharField(max_length=512, verbose_name='URL')),
+                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='HTTP status')),
+                ('outcome', models.CharField(choices=[('ok', 'OK'), ('declined', 'Refused by the gateway'), ('auth_failed', 'Authentication failed'), ('transport_error', 'No usable answer')], max_length=16, verbose_name='outcome')),
+                ('duration_ms', models.PositiveIntegerField(verbose_name='duration (ms)')),
+                ('request', models.JSONField(default=dict, verbose_name='request')),
+                ('response', models.JSONField(blank=True, null=True, verbose_name='answer')),
+                ('error', models.TextField(blank=True, verbose_name='error')),
+                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='at')),
             ],
             options={
-                "verbose_name": "API call",
-                "verbose_name_plural": "API calls",
-                "ordering": ["-created_at"],
+                'verbose_name': 'API call',
+                'verbose_name_plural': 'API calls',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Payment",
+            name='Payment',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "out_trade_no",
-                    models.CharField(max_length=32, unique=True, verbose_name="order number"),
-                ),
-                (
-                    "method",
-                    models.CharField(
-                        choices=[
-                            ("native", "QR code (buyer scans)"),
-                            ("quick", "Payment code (cashier scans)"),
-                            ("jsapi", "In-wallet (JSAPI)"),
-                        ],
-                        max_length=8,
-                        verbose_name="method",
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("created", "Created"),
-                            ("pending", "Pending"),
-                            ("succeeded", "Succeeded"),
-                            ("failed", "Failed"),
-                            ("expired", "Expired"),
-                        ],
-                        default="created",
-                        max_length=10,
-                        verbose_name="status",
-                    ),
-                ),
-                (
-                    "amount",
-                    models.DecimalField(decimal_places=2, max_digits=12, verbose_name="amount"),
-                ),
-                (
-                    "currency",
-                    models.CharField(default="USD", max_length=3, verbose_name="currency"),
-                ),
-                (
-                    "fee_rate",
-                    models.DecimalField(
-                        decimal_places=2,
-                        default=Decimal("0"),
-                        max_digits=5,
-                        verbose_name="buyer fee rate (%)",
-                    ),
-                ),
-                ("service_id", models.PositiveIntegerField(verbose_name="service id")),
-                ("store_id", models.CharField(max_length=32, verbose_name="store id")),
-                (
-                    "sub_store_id",
-                    models.CharField(blank=True, max_length=64, verbose_name="sub store id"),
-                ),
-                (
-                    "sub_store_name",
-                    models.CharField(blank=True, max_length=64, verbose_name="sub store name"),
-                ),
-                ("qr_code", models.TextField(blank=True, verbose_name="QR code")),
-                (
-                    "transaction_id",
-                    models.CharField(
-                        blank=True, max_length=64, verbose_name="wallet transaction id"
-                    ),
-                ),
-                (
-                    "refunded_amount",
-                    models.DecimalField(
-                        decimal_places=2,
-                        default=Decimal("0"),
-                        max_digits=12,
-                        verbose_name="refunded",
-                    ),
-                ),
-                (
-                    "reserved_amount",
-                    models.DecimalField(
-                        decimal_places=2,
-                        default=Decimal("0"),
-                        help_text="Sum of the refunds that have not failed, pending ones included.",
-                        max_digits=12,
-                        verbose_name="refunds not failed",
-                    ),
-                ),
-                (
-                    "reference",
-                    models.CharField(
-                        blank=True, db_index=True, max_length=255, verbose_name="reference"
-                    ),
-                ),
-                (
-                    "metadata",
-                    models.JSONField(
-                        blank=True,
-                        default=dict,
-                        encoder=django.core.serializers.json.DjangoJSONEncoder,
-                        verbose_name="metadata",
-                    ),
-                ),
-                (
-                    "message",
-                    models.CharField(blank=True, max_length=255, verbose_name="gateway message"),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
-                ),
-                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
-                ("paid_at", models.DateTimeField(blank=True, null=True, verbose_name="paid")),
-                (
-                    "settled_at",
-                    models.DateTimeField(
-                        blank=True,
-                        help_text="When it reached its final state.",
-                        null=True,
-                        verbose_name="settled",
-                    ),
-                ),
-                (
-                    "deadline_at",
-                    models.DateTimeField(
-                        blank=True,
-                        help_text="When an unpaid payment expires.",
-                        null=True,
-                        verbose_name="deadline",
-                    ),
-                ),
-                (
-                    "next_check_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="next status check"),
-                ),
-                (
-                    "late_checks_done",
-                    models.PositiveSmallIntegerField(default=0, verbose_name="late checks done"),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('out_trade_no', models.CharField(max_length=32, unique=True, verbose_name='order number')),
+                ('method', models.CharField(choices=[('native', 'QR code (buyer scans)'), ('quick', 'Payment code (cashier scans)'), ('jsapi', 'In-wallet (JSAPI)')], max_length=8, verbose_name='method')),
+                ('status', models.CharField(choices=[('created', 'Created'), ('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('expired', 'Expired')], default='created', max_length=10, verbose_name='status')),
+                ('amount', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='amount')),
+                ('currency', models.CharField(default='USD', max_length=3, verbose_name='currency')),
+                ('fee_rate', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=5, verbose_name='buyer fee rate (%)')),
+                ('service_id', models.PositiveIntegerField(verbose_name='service id')),
+                ('store_id', models.CharField(max_length=32, verbose_name='store id')),
+                ('sub_store_id', models.CharField(blank=True, max_length=64, verbose_name='sub store id')),
+                ('sub_store_name', models.CharField(blank=True, max_length=64, verbose_name='sub store name')),
+                ('qr_code', models.TextField(blank=True, verbose_name='QR code')),
+                ('transaction_id', models.CharField(blank=True, max_length=64, verbose_name='wallet transaction id')),
+                ('refunded_amount', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=12, verbose_name='refunded')),
+                ('reserved_amount', models.DecimalField(decimal_places=2, default=Decimal('0'), help_text='Sum of the refunds that have not failed, pending ones included.', max_digits=12, verbose_name='refunds not failed')),
+                ('reference', models.CharField(blank=True, db_index=True, max_length=255, verbose_name='reference')),
+                ('metadata', models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, verbose_name='metadata')),
+                ('message', models.CharField(blank=True, max_length=255, verbose_name='gateway message')),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
+                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                ('paid_at', models.DateTimeField(blank=True, null=True, verbose_name='paid')),
+                ('settled_at', models.DateTimeField(blank=True, help_text='When it reached its final state.', null=True, verbose_name='settled')),
+                ('deadline_at', models.DateTimeField(blank=True, help_text='When an unpaid payment expires.', null=True, verbose_name='deadline')),
+                ('next_check_at', models.DateTimeField(blank=True, null=True, verbose_name='next status check')),
+                ('late_checks_done', models.PositiveSmallIntegerField(default=0, verbose_name='late checks done')),
             ],
             options={
-                "verbose_name": "payment",
-                "verbose_name_plural": "payments",
-                "ordering": ["-created_at"],
-                "permissions": [("refund_payment", "Can refund payments")],
-                "indexes": [
-                    models.Index(fields=["status", "next_check_at"], name="motp_payment_due"),
-                    models.Index(fields=["-created_at"], name="motp_payment_created"),
-                ],
-                "constraints": [
-                    models.CheckConstraint(
-                        condition=models.Q(("amount__gt", 0)), name="motp_payment_amount_positive"
-                    ),
-                    models.CheckConstraint(
-                        condition=models.Q(
-                            ("refunded_amount__gte", 0),
-                            ("refunded_amount__lte", models.F("reserved_amount")),
-                            ("reserved_amount__lte", models.F("amount")),
-                        ),
-                        name="motp_payment_refunds_within_amount",
-                    ),
-                ],
+                'verbose_name': 'payment',
+                'verbose_name_plural': 'payments',
+                'ordering': ['-created_at'],
+                'permissions': [('refund_payment', 'Can refund payments')],
+                'indexes': [models.Index(fields=['status', 'next_check_at'], name='motp_payment_due'), models.Index(fields=['-created_at'], name='motp_payment_created')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='motp_payment_amount_positive'), models.CheckConstraint(condition=models.Q(('refunded_amount__gte', 0), ('refunded_amount__lte', models.F('reserved_amount')), ('reserved_amount__lte', models.F('amount'))), name='motp_payment_refunds_within_amount')],
             },
         ),
         migrations.CreateModel(
-            name="Refund",
+            name='Refund',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "out_refund_no",
-                    models.CharField(max_length=32, unique=True, verbose_name="refund number"),
-                ),
-                (
-                    "amount",
-                    models.DecimalField(decimal_places=2, max_digits=12, verbose_name="amount"),
-                ),
-                ("reason", models.CharField(blank=True, max_length=255, verbose_name="reason")),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("created", "Created"),
-                            ("pending", "Pending"),
-                            ("succeeded", "Succeeded"),
-                            ("failed", "Failed"),
-                        ],
-                        default="created",
-                        max_length=10,
-                        verbose_name="status",
-                    ),
-                ),
-                (
-                    "message",
-                    models.CharField(blank=True, max_length=255, verbose_name="gateway message"),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
-                ),
-                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
-                (
-                    "completed_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="completed"),
-                ),
-                (
-                    "deadline_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="deadline"),
-                ),
-                (
-                    "next_check_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="next status check"),
-                ),
-                (
-                    "payment",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="refunds",
-                        to="django_motp.payment",
-                        verbose_name="payment",
-                    ),
-                ),
-                (
-                    "requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                        verbose_name="requested by",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('out_refund_no', models.CharField(max_length=32, unique=True, verbose_name='refund number')),
+                ('amount', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='amount')),
+                ('reason', models.CharField(blank=True, max_length=255, verbose_name='reason')),
+                ('status', models.CharField(choices=[('created', 'Created'), ('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='created', max_length=10, verbose_name='status')),
+                ('message', models.CharField(blank=True, max_length=255, verbose_name='gateway message')),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
+                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                ('completed_at', models.DateTimeField(blank=True, null=True, verbose_name='completed')),
+                ('deadline_at', models.DateTimeField(blank=True, null=True, verbose_name='deadline')),
+                ('next_check_at', models.DateTimeField(blank=True, null=True, verbose_name='next status check')),
+                ('payment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='refunds', to='django_motp.payment', verbose_name='payment')),
+                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by')),
             ],
             options={
-                "verbose_name": "refund",
-                "verbose_name_plural": "refunds",
-                "ordering": ["-created_at"],
-                "indexes": [
-                    models.Index(fields=["status", "next_check_at"], name="motp_refund_due"),
-                    models.Index(fields=["-created_at"], name="motp_refund_created"),
-                ],
-                "constraints": [
-                    models.CheckConstraint(
-                        condition=models.Q(("amount__gt", 0)), name="motp_refund_amount_positive"
-                    )
-                ],
+                'verbose_name': 'refund',
+                'verbose_name_plural': 'refunds',
+                'ordering': ['-created_at'],
+                'indexes': [models.Index(fields=['status', 'next_check_at'], name='motp_refund_due'), models.Index(fields=['-created_at'], name='motp_refund_created')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='motp_refund_amount_positive')],
             },
         ),
     ]

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 (
                     "fingerprint",
                     models.CharField(
-                        help_text="SHA-256 of the request's method, path and body.",
+                        help_text="HMAC-SHA-256 of the request's method, path and body.",
                         max_length=64,
                         verbose_name="request fingerprint",
                     ),

@@ -4,38 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("django_motp", "0002_attention_events"),
+        ('django_motp', '0002_attention_events'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="payment",
-            name="acknowledged",
-            field=models.BooleanField(
-                default=False,
-                help_text="The gateway answered the payment call: 'not found' no longer means unpaid.",
-                verbose_name="acknowledged by the gateway",
-            ),
+            model_name='payment',
+            name='acknowledged',
+            field=models.BooleanField(default=False, help_text="The gateway answered the payment call: 'not found' no longer means unpaid.", verbose_name='acknowledged by the gateway'),
         ),
         migrations.AddField(
-            model_name="payment",
-            name="checking_until",
-            field=models.DateTimeField(
-                blank=True,
-                help_text="A worker or a person holds this row's status check until then.",
-                null=True,
-                verbose_name="being checked until",
-            ),
+            model_name='payment',
+            name='checking_until',
+            field=models.DateTimeField(blank=True, help_text="A worker or a person holds this row's status check until then.", null=True, verbose_name='being checked until'),
         ),
         migrations.AddField(
-            model_name="refund",
-            name="checking_until",
-            field=models.DateTimeField(
-                blank=True,
-                help_text="A worker or a person holds this row's status check until then.",
-                null=True,
-                verbose_name="being checked until",
-            ),
+            model_name='refund',
+            name='checking_until',
+            field=models.DateTimeField(blank=True, help_text="A worker or a person holds this row's status check until then.", null=True, verbose_name='being checked until'),
         ),
     ]

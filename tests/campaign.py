@@ -73,6 +73,8 @@ class Campaign:
         self.refunding: set[int] = set()
         #: References of the payments whose auth code scripts refused or delayed refunds.
         self.refund_outcomes: set[str] = set()
+        self.ticks = 0
+        self.hand_checks: Counter[str] = Counter()
 
     # Processes
 
@@ -276,6 +278,7 @@ class Campaign:
             errors=self.errors,
             refusals=dict(self.refusals),
             refusal_messages=self.refusal_messages,
+            hand_checks=dict(self.hand_checks),
             disruptions=self.disruptions,
         )
 
@@ -348,8 +351,12 @@ class Campaign:
                     break
 
     def tick(self, refunders: ThreadPoolExecutor) -> None:
-        """One round of the test's main loop: buyers act, refunds are asked for."""
+        """One round of the test's main loop: buyers act, refunds are asked for, and now and
+        then an operator checks an unsettled payment or refund by hand while workers poll it."""
         self.buyers()
+        self.ticks += 1
+        if self.ticks % 10 == 0:
+            refunders.submit(self.check_by_hand)
         wanted = self.total_refunds - self.refunds_made - len(self.refunding)
         if wanted > 0 and len(self.refunding) < 4:
             for pk in self.refund_candidates(min(wanted, 4 - len(self.refunding))):
@@ -357,6 +364,36 @@ class Campaign:
                     self.refunding.add(pk)
                 refunders.submit(self.refund, pk)
         time.sleep(0.05)  # the main loop's pace, not a wait for anything
+
+    def check_by_hand(self) -> None:
+        """``sync_payment`` or ``sync_refund`` of an unsettled row, as the admin's "check" button
+        does; "being checked right now" is an answer, anything else raised is an error."""
+        from django.db import connection
+
+        from django_motp import services
+        from django_motp.exceptions import CheckInProgress
+        from django_motp.models import Payment, Refund
+
+        model = Payment if self.random.random() < 0.7 else Refund
+        unsettled = list(
+            model.objects.filter(status__in=("created", "pending")).values_list("pk", flat=True)
+        )
+        if not unsettled:
+            return
+        obj = model.objects.get(pk=self.random.choice(unsettled))
+        try:
+            if isinstance(obj, Payment):
+                services.sync_payment(obj)
+            else:
+                services.sync_refund(obj)
+            self.hand_checks["made"] += 1
+        except CheckInProgress as err:
+            self.hand_checks["in progress"] += 1
+            self.refusal_messages.append(str(err))
+        except Exception as err:
+            self.errors.append(f"check by hand of {obj}: {err!r}")
+        finally:
+            connection.close()
 
     def disrupt(self, what: str | None, workers: list[CeleryProcess]) -> None:
         if what == "kill":

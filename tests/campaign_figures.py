@@ -25,6 +25,8 @@ class CampaignResult:
     #: The texts of the ``ValidationError``s the services raised (no secret belongs there).
     refusal_messages: list[str] = field(default_factory=list)
     disruptions: list[str] = field(default_factory=list)
+    #: Checks by hand made, and refused because a worker held the row.
+    hand_checks: dict[str, int] = field(default_factory=dict)
 
 
 def summary(result: CampaignResult, state: Any) -> dict[str, Any]:
@@ -48,6 +50,7 @@ def summary(result: CampaignResult, state: Any) -> dict[str, Any]:
         "receipts": len(receipts()),
         "gateway requests": state.stats(),
         "call log": counts(ApiCall.objects, "outcome"),
+        "checks by hand": result.hand_checks,
         "disruptions": result.disruptions,
     }
     (result.workdir / "summary.json").write_text(json.dumps(figures, indent=2))

@@ -56,6 +56,7 @@ def test_fault_campaign(campaign, campaign_sandbox):
     assert kinds == {"SIGKILL": 1, "broker": 1, "every": 4}, campaign.disruptions
     [killed] = [d for d in campaign.disruptions if d.startswith("SIGKILL")]
     assert int(re.search(r"after (\d+) polls", killed)[1]) > 0  # it was busy
+    assert campaign.hand_checks.get("made", 0) > 0
     print(json.dumps(summary(campaign, state), indent=2))
     assert_all_settled()
     assert_payments_are_the_gateways(state)

@@ -74,6 +74,7 @@ class Campaign:
         #: References of the payments whose auth code scripts refused or delayed refunds.
         self.refund_outcomes: set[str] = set()
         self.ticks = 0
+        self.workers: list[CeleryProcess] = []
         self.hand_checks: Counter[str] = Counter()
 
     # Processes
@@ -300,6 +301,7 @@ class Campaign:
             return token
 
         self.sandbox.issue_token = recorded_token  # every token the gateway gives out
+        self.workers = workers
         try:
             for process in (*workers, beat):
                 process.start()
@@ -350,9 +352,20 @@ class Campaign:
                     self.errors.append(f"only {self.refunds_made} refunds made in 600 s")
                     break
 
+    def supervise(self) -> None:
+        """Start again a worker that exited by itself, as systemd or supervisord would (Celery
+        5.7 with kombu 5.7 can stop with "Unrecoverable error: AttributeError ... 'hostname'"
+        when the Redis broker goes away); each restart is recorded as a disruption."""
+        for worker in self.workers:
+            code = worker.process.poll() if worker.process else None
+            if code is not None:
+                self.disruptions.append(f"{worker.name} exited by itself ({code}), restarted")
+                worker.start()
+
     def tick(self, refunders: ThreadPoolExecutor) -> None:
         """One round of the test's main loop: buyers act, refunds are asked for, and now and
         then an operator checks an unsettled payment or refund by hand while workers poll it."""
+        self.supervise()
         self.buyers()
         self.ticks += 1
         if self.ticks % 10 == 0:
@@ -426,6 +439,7 @@ class Campaign:
         left after ten minutes is left to the test's assertions to name."""
         deadline = time.monotonic() + 600
         while any(self.unsettled().values()) and time.monotonic() < deadline:
+            self.supervise()
             self.buyers()
             time.sleep(0.5)
 

@@ -52,7 +52,9 @@ def test_fault_campaign(campaign, campaign_sandbox):
     assert campaign.payments == PAYMENTS
     assert campaign.refunds >= REFUNDS
     assert Refund.objects.count() >= REFUNDS
-    kinds = Counter(d.split(" ")[0] for d in campaign.disruptions)
+    # Workers that exited by themselves (see Campaign.supervise) are restarted and counted
+    # apart: the planned disruptions all happened, once each.
+    kinds = Counter(d.split(" ")[0] for d in campaign.disruptions if "by itself" not in d)
     assert kinds == {"SIGKILL": 1, "broker": 1, "every": 4}, campaign.disruptions
     [killed] = [d for d in campaign.disruptions if d.startswith("SIGKILL")]
     assert int(re.search(r"after (\d+) polls", killed)[1]) > 0  # it was busy

@@ -18,7 +18,9 @@ CAMPAIGN_MOTP = {
     "QUICK_PAY_DEADLINE": 6,
     "NATIVE_PAY_DEADLINE": 8,
     "REFUND_DEADLINE": 60,
-    "LATE_CHECKS": [1, 3],
+    # Wide enough that a late buyer, who pays within seconds of the expiry here, always pays
+    # before the last late check: a check delayed past several offsets counts them all.
+    "LATE_CHECKS": [2, 10, 20],
     "TOKEN_TTL": 50,
     "LOG_API_CALLS": True,
 }

@@ -15,7 +15,7 @@ NEWEST_DJANGO ?= Django>=6
 DJANGO60_PYTHON ?= python3.12
 
 .PHONY: test test-sqlite test-postgres test-newest test-django60 test-other coverage demo lint \
-	type check-migrations dist bench clean
+	type check-migrations dist bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -85,8 +85,17 @@ dist: $(VENV)/.installed-dev
 	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_wheel.py dist
 
+## The documentation site into docs/_build/html, warnings as errors; then its code examples run
+## (sphinx doctest against the sandbox, and the pytest examples of the testing guide).
+SPHINXOPTS ?= -W --keep-going -q
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b doctest docs docs/_build/doctest
+	$(PY) -m pytest -p django_motp.testing docs/examples -q $(PYTEST_ARGS)
+	@echo "The docs are in docs/_build/html/index.html"
+
 bench: $(VENV)/.installed-test
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .venv-newest .venv-django60 dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-newest .venv-django60 docs/_build docs/_generated dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -70,8 +70,8 @@ demo: $(VENV)/.installed-demo
 		--sandbox-port $(SANDBOX_PORT) --sandbox-args "$(SANDBOX_ARGS)"
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check django_motp tests example_project bench
-	$(VENV)/bin/ruff format --check django_motp tests example_project bench
+	$(VENV)/bin/ruff check django_motp tests example_project bench docs
+	$(VENV)/bin/ruff format --check django_motp tests example_project bench docs
 
 type: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy django_motp

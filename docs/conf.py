@@ -24,7 +24,7 @@ import django_motp  # noqa: E402 - after django.setup()
 
 project = "django-motp"
 author = "django-motp maintainers"
-copyright = "django-motp maintainers"  # noqa: A001 - Sphinx's own name
+copyright = "django-motp maintainers"
 release = django_motp.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -38,15 +38,12 @@ extensions = [
 
 exclude_patterns = ["_build", "_generated/README.rst"]
 templates_path: list[str] = []
-nitpicky = False
 # The docs are read offline (a till, a laptop on a train): no intersphinx inventories to fetch.
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": False}
-# Django's model fields show as long reprs; the reference lists the fields in prose instead.
-autodoc_mock_imports: list[str] = []
 
 html_theme = "furo"
 html_title = f"django-motp {release}"
@@ -55,5 +52,7 @@ html_show_sourcelink = False
 
 # The doctest builder's setup: a sandbox gateway on a free loopback port, settings.MOTP pointed at
 # it and a fresh test database (see _ext/motp_docs.py); torn down when the build finishes.
-doctest_global_setup = "from motp_docs import examples_environment\nmotp_sandbox = examples_environment()"
+doctest_global_setup = (
+    "from motp_docs import examples_environment\nmotp_sandbox = examples_environment()"
+)
 doctest_test_doctest_blocks = ""

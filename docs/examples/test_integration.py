@@ -1,7 +1,8 @@
 """The examples of docs/howto/testing.rst: a shop's own tests against the sandbox gateway.
 
 ``make docs`` runs them (``pytest -p django_motp.testing docs/examples``), so they stay true.
-A project loads the plugin from its ``conftest.py`` with ``pytest_plugins = ["django_motp.testing"]``.
+A project loads the plugin from its ``conftest.py``:
+``pytest_plugins = ["django_motp.testing"]``.
 """
 
 from decimal import Decimal

@@ -85,9 +85,9 @@ dist: $(VENV)/.installed-dev
 	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_wheel.py dist
 
-## The documentation site into docs/_build/html, warnings as errors; then its code examples run
-## (sphinx doctest against the sandbox, and the pytest examples of the testing guide).
-SPHINXOPTS ?= -W --keep-going -q
+## The documentation site into docs/_build/html, read afresh (-E), warnings as errors; then its
+## code examples run (sphinx doctest against the sandbox, and the testing guide's pytest file).
+SPHINXOPTS ?= -W --keep-going -q -E
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b html docs docs/_build/html
 	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b doctest docs docs/_build/doctest

@@ -41,7 +41,7 @@ templates_path: list[str] = []
 # The docs are read offline (a till, a laptop on a train): no intersphinx inventories to fetch.
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 

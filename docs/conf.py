@@ -43,7 +43,8 @@ templates_path: list[str] = []
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+# Models show no (*args, **kwargs) signature (_ext/motp_docs.py); their fields are listed by the
+# motp-model-fields directive.
 
 html_theme = "furo"
 html_title = f"django-motp {release}"

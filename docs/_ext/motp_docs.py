@@ -126,6 +126,17 @@ class ModelFields(Directive):
         return row
 
 
+def model_signature(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, signature: str, annotation: str
+) -> tuple[str, str] | None:
+    """A model's class line without Django's ``(*args, **kwargs)``: nobody constructs one."""
+    from django.db import models
+
+    if what == "class" and isinstance(obj, type) and issubclass(obj, models.Model):
+        return "", annotation
+    return None
+
+
 def tear_down(app: Sphinx, exception: BaseException | None) -> None:
     if not _environment:
         return
@@ -142,5 +153,6 @@ def tear_down(app: Sphinx, exception: BaseException | None) -> None:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("motp-model-fields", ModelFields)
     app.connect("builder-inited", write_openapi_schema)
+    app.connect("autodoc-process-signature", model_signature)
     app.connect("build-finished", tear_down)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

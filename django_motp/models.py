@@ -327,6 +327,8 @@ class ApiCall(models.Model):
 
 class EventQuerySet(models.QuerySet["Event"]):
     def undelivered(self) -> EventQuerySet:
+        """Events not delivered yet: due, waiting for a retry after a receiver raised, or held
+        back by an earlier undelivered event of the same payment or refund."""
         return self.filter(delivered_at__isnull=True)
 
 

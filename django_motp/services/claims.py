@@ -138,12 +138,14 @@ def held_by_hand(obj: Payment | Refund, wait: float | None = None) -> Iterator[d
         if model._default_manager.filter(_free(now), pk=obj.pk).update(checking_until=lease):
             break
         if time.monotonic() >= ends:
-            what = _("Payment") if model is Payment else _("Refund")
-            number = obj.out_trade_no if isinstance(obj, Payment) else obj.out_refund_no
-            raise CheckInProgress(
-                _("%(what)s %(number)s is being checked right now, try again in a moment.")
-                % {"what": what, "number": number}
-            )
+            # Whole sentences, not "%(what)s ...": a translation may need to word them apart.
+            if isinstance(obj, Payment):
+                text = _("Payment %(number)s is being checked right now, try again in a moment.")
+                number = obj.out_trade_no
+            else:
+                text = _("Refund %(number)s is being checked right now, try again in a moment.")
+                number = obj.out_refund_no
+            raise CheckInProgress(text % {"number": number})
         time.sleep(HAND_WAIT_STEP)
     try:
         yield lease

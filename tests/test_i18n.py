@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import gettext
 import html
+import os
 import re
 import shutil
 from datetime import timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import django
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -27,6 +29,9 @@ from django_motp.models import ApiCall, Event, Payment, Refund
 from django_motp.testing import AUTH_CODE_PAID
 from tests.conftest import service_missing
 from tests.fixtures_admin import client_for, make_payment, make_refund
+
+# The browser tests' fixtures: one Chromium for the module, the payment page polling each second.
+from tests.test_browser import DESKTOP, PASSWORD, PHONE, browser, fast_polling  # noqa: F401
 
 PACKAGE = Path(services.__file__).resolve().parent.parent
 SHOP = PACKAGE.parent / "example_project" / "shop"
@@ -161,8 +166,6 @@ def shown_data() -> list[str]:
         *Event.objects.values_list("last_error"),
         *ApiCall.objects.values_list("operation", "url", "error"),
     ]
-    from django.contrib.auth import get_user_model
-
     names = list(get_user_model().objects.values_list("username", flat=True))
     words = {str(v) for row in values for v in row if v} | set(names)
     for text in list(words):  # a recorded traceback shows its last line
@@ -205,19 +208,10 @@ def test_the_comparison_finds_an_english_sentence_and_passes_data():
 # The admin's pages ----------------------------------------------------------------------------
 
 
-def use_locale_middleware(settings) -> None:
-    """Pick each request's language as a project that turns translations on does."""
-    settings.MIDDLEWARE = [
-        *settings.MIDDLEWARE[:1],
-        "django.middleware.locale.LocaleMiddleware",
-        *settings.MIDDLEWARE[1:],
-    ]
-
-
 @pytest.fixture
-def shop(motp_sandbox, settings):
-    """Rows of every kind the admin shows, and a manager's browser that asks for a language."""
-    use_locale_middleware(settings)
+def shop(motp_sandbox):
+    """Rows of every kind the admin shows, and a manager's browser that asks for a language
+    (tests/settings.py has LocaleMiddleware, as a project that turns translations on)."""
     native = services.create_native_payment("7.00", fee_rate=Decimal("2"), reference="table-4")
     paid = services.create_quick_payment("10.00", AUTH_CODE_PAID, reference="receipt-88")
     make_refund(paid, amount=Decimal("1.00"), reason="broken cup")
@@ -321,7 +315,6 @@ def test_the_shop_speaks_the_buyers_language(settings):
     """The browser's language first; the switcher's choice (a cookie) wins over it."""
     from shopsite import settings as shop_settings
 
-    use_locale_middleware(settings)
     settings.LANGUAGES = shop_settings.LANGUAGES
     client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
     page = client.get("/").content.decode()
@@ -382,3 +375,54 @@ def test_makemessages_finds_nothing_new(app, tmp_path, monkeypatch):
         assert sorted({e["msgid"] for e in current} - before) == [], "new strings"
         assert [e["msgid"] for e in current if e.get("fuzzy") or not all(msgstrs(e))] == []
         assert [e["msgid"] for e in after if e["obsolete"]] == [], "strings no longer used"
+
+
+# In a real browser ----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_polling")
+@pytest.mark.parametrize(
+    ("locale", "waiting", "paid"),
+    [("km", "កំពុងរង់ចាំអ្នកទិញស្កេន", "បានបង់ប្រាក់"), ("zh-CN", "等待买家扫码", "已支付")],
+)
+def test_the_cashiers_panel_follows_the_payment_in_the_browsers_language(
+    request, live_server, motp_sandbox, tmp_path, locale, waiting, paid
+):
+    """A browser set to Khmer or Chinese gets the admin in that language, and the payment page's
+    live status (fetched by its script) turns PAID in it too. Screenshots at desktop and phone
+    width go to ``MOTP_SCREENSHOT_DIR`` (docs/images) or a temporary folder."""
+    from playwright.sync_api import expect
+
+    chromium = request.getfixturevalue("browser")  # test_browser's: one Chromium per module
+    out = Path(os.environ.get("MOTP_SCREENSHOT_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    name = locale.split("-")[0].lower()
+    get_user_model().objects.create_superuser("owner", "owner@example.com", PASSWORD)
+    paid_before = services.create_quick_payment("18.50", AUTH_CODE_PAID, reference="Table 4")
+    services.refund_payment(paid_before, "2.50", reason="-")
+    qr = services.create_native_payment("36.80", reference="Order 1019", fee_rate=Decimal("1.5"))
+    admin = f"{live_server.url}/admin/django_motp/payment"
+    page = chromium.new_page(viewport=DESKTOP, locale=locale)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        for shot, url in (
+            ("changelist", f"{admin}/"),
+            ("take-payment", f"{admin}/add/"),
+            ("refund-form", f"{admin}/{paid_before.pk}/refund/"),
+            ("qr", f"{admin}/{qr.pk}/change/"),
+        ):
+            page.goto(url)
+            page.screenshot(path=str(out / f"admin-{name}-{shot}-{size}.png"), full_page=True)
+    expect(page.locator("[data-motp=headline]")).to_have_text(waiting)
+    motp_sandbox.pay(qr.out_trade_no)  # the buyer scans and pays
+    services.sync_payment(qr)  # the worker's poll
+    expect(page.locator("[data-motp=headline]")).to_have_text(paid, timeout=10_000)
+    page.screenshot(path=str(out / f"admin-{name}-cashier-result-phone.png"), full_page=False)
+    page.close()

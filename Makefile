@@ -15,7 +15,7 @@ NEWEST_DJANGO ?= Django>=6
 DJANGO60_PYTHON ?= python3.12
 
 .PHONY: test test-sqlite test-postgres test-newest test-django60 test-other coverage demo lint \
-	type check-migrations dist bench clean
+	type check-migrations dist bench messages compilemessages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,21 @@ dist: $(VENV)/.installed-dev
 	$(PY) -m build --outdir dist .
 	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_wheel.py dist
+
+## The translations (Khmer, Chinese) of django_motp and of the example shop: `make messages`
+## brings their .po files up to date with the code (then translate what is new), `make
+## compilemessages` compiles them into the .mo files that ship. Both need GNU gettext.
+DJANGO_ADMIN = DJANGO_SETTINGS_MODULE=tests.settings $(CURDIR)/$(VENV)/bin/django-admin
+MESSAGES = -l km -l zh_Hans --add-location=file
+messages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) makemessages $(MESSAGES) --ignore 'sandbox/*'
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) makemessages $(MESSAGES)
+
+compilemessages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) compilemessages
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) compilemessages
 
 bench: $(VENV)/.installed-test
 	$(PY) -m bench

@@ -20,7 +20,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dates import MONTHS, MONTHS_3, MONTHS_AP
 
 from django_motp import services
@@ -54,6 +54,14 @@ CODES = (
     *DEFAULT_ENDPOINTS,
     *Payment.Status.values,
 )
+
+
+@pytest.fixture(autouse=True)
+def _english_afterwards():
+    """LocaleMiddleware leaves the last request's language active in this thread: the tests
+    that follow (and the services they call) must not run in Chinese."""
+    yield
+    translation.deactivate()
 
 
 # Reading catalogs and pages -------------------------------------------------------------------

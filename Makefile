@@ -89,7 +89,7 @@ dist: $(VENV)/.installed-dev
 ## brings their .po files up to date with the code (then translate what is new), `make
 ## compilemessages` compiles them into the .mo files that ship. Both need GNU gettext.
 DJANGO_ADMIN = DJANGO_SETTINGS_MODULE=tests.settings $(CURDIR)/$(VENV)/bin/django-admin
-MESSAGES = -l km -l zh_Hans --add-location=file
+MESSAGES = -l km -l zh_Hans --add-location=file --no-obsolete
 messages: $(VENV)/.installed-dev
 	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) makemessages $(MESSAGES) --ignore 'sandbox/*'
 	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \

@@ -1,20 +1,28 @@
 """Celery tasks that poll payments and refunds until settled, and the sweep behind them.
 
-The database holds the schedule (``next_check_at``); broker countdowns are only the fast path.
-Each poll first claims the row's due check (``services.claim_check``), so a duplicate delivery, a
-second worker, a check by hand or an outdated countdown does nothing, then calls the service,
-which enqueues the next check. ``sweep`` (run it every 15 s with celery beat) claims whatever is
-due and was left behind by a lost message or a dead worker, and delivers the signal events that
-their fast path did not deliver (a dead process, a receiver that raised).
+The database holds the schedule (``next_check_at``); broker messages are only the fast path.
+``poll_due`` (started by celery beat every 10 s; one per worker process runs at a time) is a
+loop that claims every due check many rows at a time and makes them on a pool of threads
+(``services.BatchChecker``), with no message per check. ``poll_payment``/``poll_refund`` check
+one row: sent with a countdown when a payment or refund is created, and by the sweep; each poll
+first claims the row's due check (``services.claim_check``), so a duplicate delivery, a second
+worker, the loop, a check by hand or an outdated countdown does nothing, then calls the service,
+which enqueues the next check (not from within the loop: it finds them itself). ``sweep`` (run it
+every 15 s with celery beat) claims whatever is due and was left behind by a lost message or a
+dead worker, and delivers the signal events that their fast path did not deliver (a dead
+process, a receiver that raised).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import DatabaseError
 from django.utils import timezone
@@ -32,6 +40,16 @@ SWEEP_BATCH = 500
 #: Hard limit of a poll sent by other code than this module's (which computes one from the
 #: settings): above every HTTP timeout, below the claim lease of the default settings (163 s).
 DEFAULT_TIME_LIMIT = 140
+
+#: How long one ``poll_due`` loops before it hands over to the next one (which it sends).
+LOOP_SECONDS = 20.0
+#: Pause between two claims of the loop: about the most a due check waits for it.
+LOOP_TICK = 0.1
+#: The longest pause of a loop with nothing due and nothing running.
+LOOP_IDLE = 1.0
+
+_loop_lock = threading.Lock()
+_shutting_down = threading.Event()
 
 POLL_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -124,6 +142,66 @@ def _send(task: Any, kwargs: dict[str, Any], countdown: float = 0) -> None:
         soft_time_limit=0.8 * lease,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
+
+
+@worker_shutting_down.connect
+def _stop_loops(**kwargs: Any) -> None:
+    # A warm shutdown waits for running tasks: end the loop at its next claim, not in 20 s.
+    _shutting_down.set()
+
+
+@shared_task(ignore_result=True)
+def poll_due(seconds: float = LOOP_SECONDS, threads: int = services.batch.THREADS) -> int:
+    """For ``seconds``, claim every due payment and refund check every ``LOOP_TICK`` and make
+    them on ``threads`` threads; then send the next ``poll_due``. Returns how many checks were
+    made (0 when this process runs the loop already: one loop per process at a time).
+
+    Schedule it with celery beat (it keeps itself going; beat restarts it after a lost
+    message or a dead worker)::
+
+        CELERY_BEAT_SCHEDULE = {
+            "motp-poll-due": {
+                "task": "django_motp.tasks.poll_due",
+                "schedule": 10.0,
+                "options": {"expires": 10.0},
+            },
+        }
+    """
+    if not _loop_lock.acquire(blocking=False):
+        return 0
+    try:
+        ends = time.monotonic() + seconds
+        with services.BatchChecker(threads) as checker:
+            while not _shutting_down.is_set():
+                claimed = checker.claim()
+                left = ends - time.monotonic()
+                if left <= 0:
+                    break
+                pause = LOOP_TICK
+                if not claimed and not checker.busy:
+                    pause = _until_due(LOOP_IDLE)
+                time.sleep(min(pause, left))
+    finally:
+        _loop_lock.release()
+    if seconds > 0 and not _shutting_down.is_set():
+        try:
+            poll_due.apply_async(
+                kwargs={"seconds": seconds, "threads": threads}, expires=max(seconds, 1.0)
+            )
+        except Exception:  # broker down: beat starts the next loop once it is back
+            logger.warning("Could not send the next poll_due; beat will", exc_info=True)
+    return checker.checked
+
+
+def _until_due(longest: float) -> float:
+    """Seconds until the earliest planned check, between ``LOOP_TICK`` and ``longest``."""
+    now = timezone.now()
+    waits = [
+        (due - now).total_seconds()
+        for due in (services.next_due(Payment), services.next_due(Refund))
+        if due is not None
+    ]
+    return max(LOOP_TICK, min([longest, *waits]))
 
 
 @shared_task(acks_late=True, ignore_result=True)

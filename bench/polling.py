@@ -153,6 +153,24 @@ def _stop(process: Any) -> None:
         pass
 
 
+def _group_cpu(group: int) -> float:
+    """CPU seconds (user and system) used so far by the processes of process group ``group``
+    (the worker and its pool's children). Unlike the rates, it hardly depends on how busy the
+    rest of the machine is."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15 of stat
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _detections(paid_at: dict[str, float]) -> list[float]:
     """Seconds from paid at the gateway to payment_succeeded delivered, per paid order."""
     from django_motp.models import Event, Payment
@@ -212,12 +230,15 @@ def measure(
         to_pay = rng.sample(numbers, min(50, max(5, count // 10)))
         moments = sorted(start + rng.random() * (WINDOW - GRACE / 2) for _ in to_pay)
         paid_at: dict[str, float] = {}
+        time.sleep(max(0.0, start - time.time()))
+        cpu_at_start = _group_cpu(worker.pid)
         for number, moment in zip(to_pay, moments, strict=True):
             time.sleep(max(0.0, moment - time.time()))
             server.state.pay(number)
             paid_at[number] = time.time()
         time.sleep(max(0.0, end - time.time()))
         checks = recorder.within(start, end)
+        cpu = _group_cpu(worker.pid) - cpu_at_start
         time.sleep(GRACE)
         detections = _detections(paid_at)
     finally:
@@ -232,6 +253,7 @@ def measure(
     made = sum(len(times) for times in checks.values())
     return {
         "checks_per_second": made / WINDOW,
+        "cpu_per_check": cpu / made if made else float("nan"),
         "interval_p50": percentile(intervals, 0.5),
         "interval_p95": percentile(intervals, 0.95),
         "detection_p50": percentile(detections, 0.5),
@@ -284,7 +306,8 @@ def run(server: Any, folder: str, sizes: list[int], pool: str, concurrency: int)
                 )
             table.add(
                 f"N = {count}, {label} ({setup_pool} {setup_concurrency})",
-                f"{got['checks_per_second']:.0f} checks/s",
+                f"{got['checks_per_second']:.0f} checks/s, "
+                f"worker CPU {got['cpu_per_check'] * 1000:.1f} ms/check",
                 f"{intervals}; "
                 f"paid -> payment_succeeded p50 {got['detection_p50']:.1f} s, "
                 f"p95 {got['detection_p95']:.1f} s ({got['detected']} seen); "

@@ -24,7 +24,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_shutting_down
 from celery.utils.time import get_exponential_backoff_interval
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from . import schedule, services
@@ -173,13 +173,17 @@ def poll_due(seconds: float = LOOP_SECONDS, threads: int = services.batch.THREAD
         ends = time.monotonic() + seconds
         with services.BatchChecker(threads) as checker:
             while not _shutting_down.is_set():
-                claimed = checker.claim()
+                try:
+                    claimed = checker.claim()
+                    idle = not claimed and not checker.busy
+                    pause = _until_due(LOOP_IDLE) if idle else LOOP_TICK
+                except DatabaseError:  # connection lost, failover: the loop goes on
+                    logger.warning("poll_due could not claim; trying again", exc_info=True)
+                    close_old_connections()
+                    pause = LOOP_IDLE
                 left = ends - time.monotonic()
                 if left <= 0:
                     break
-                pause = LOOP_TICK
-                if not claimed and not checker.busy:
-                    pause = _until_due(LOOP_IDLE)
                 time.sleep(min(pause, left))
     finally:
         _loop_lock.release()

@@ -10,7 +10,7 @@ from django_motp import services, tasks
 from django_motp.models import Payment
 from django_motp.services import batch
 from django_motp.testing import AUTH_CODE_USERPAYING
-from tests.helpers import signal_names, wait_until
+from tests.helpers import database_fails, signal_names, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,3 +111,20 @@ def test_a_real_worker_running_the_loop_settles_payments(worker, motp_sandbox, s
     )
     wait_until(lambda: signal_names(signal_log).count("payment_succeeded") == 2)
     assert signal_names(signal_log).count("payment_succeeded") == 2
+
+
+def test_a_claim_that_meets_a_database_error_does_not_end_the_loop(motp_sandbox, successors):
+    [payment] = [services.create_native_payment("2.00")]
+    make_due(payment)
+    first = [True]
+
+    def once(sql):
+        failing, first[0] = first[0], False
+        return failing
+
+    with database_fails(once) as failed:
+        assert tasks.poll_due.run(seconds=1.5, threads=1) == 1
+
+    assert len(failed) == 1
+    assert motp_sandbox.calls("check_payment") == 1
+    assert len(successors) == 1

@@ -27,7 +27,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from . import schedule, services
+from . import hooks, schedule, services
 from .models import Payment, Refund
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,14 @@ def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | No
         if obj is None:
             return  # not due, already taken by another worker, or settled
         lease = obj.next_check_at
-        services.check_claimed(obj)
+        if _loop_lock.locked():
+            # This process runs the loop: it takes the next check from the row, so the poll
+            # does not chain another (when the loop is behind, chained polls would compete
+            # with it for the claims and the CPU, a message each).
+            with hooks.checks_taken_from_database():
+                services.check_claimed(obj)
+        else:
+            services.check_claimed(obj)
     except DatabaseError as exc:
         # Transient (connection lost, lock timeout): retry. After a failed claim with the same
         # ``due``; after a failed check while our lease still stands (if it ran out, the sweep

@@ -128,3 +128,21 @@ def test_a_claim_that_meets_a_database_error_does_not_end_the_loop(motp_sandbox,
     assert len(failed) == 1
     assert motp_sandbox.calls("check_payment") == 1
     assert len(successors) == 1
+
+
+def test_a_poll_beside_the_running_loop_does_not_chain_the_next(motp_sandbox, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks, "_send", lambda task, kwargs, countdown=0: sent.append(kwargs))
+    payment = services.create_native_payment("2.00")
+    make_due(payment)
+    due = Payment.objects.get(pk=payment.pk).next_check_at.isoformat()
+    sent.clear()
+
+    with tasks._loop_lock:  # the loop runs in this process
+        tasks.poll_payment.run(payment.pk, due=due)
+
+    assert motp_sandbox.calls("check_payment") == 1
+    assert sent == []  # the loop takes the next check from the row
+    payment.refresh_from_db()
+    assert payment.next_check_at > timezone.now()
+    assert payment.checking_until is None

@@ -218,7 +218,9 @@ def _until_due(longest: float) -> float:
 @shared_task(acks_late=True, ignore_result=True)
 def sweep(inline: bool = False) -> int:
     """Claim every due payment and refund check and hand each to a poll (or run it here when
-    ``inline`` or the broker is unreachable). Returns how many checks were claimed.
+    ``inline`` or the broker is unreachable), unless this process runs the ``poll_due`` loop,
+    which claims them itself; then deliver the events that are due. Returns how many checks
+    were claimed.
 
     Run it periodically, every 15 s is recommended::
 
@@ -227,6 +229,12 @@ def sweep(inline: bool = False) -> int:
         }
     """
     claimed = 0
+    if _loop_lock.locked() and not inline:
+        # This process runs the poll_due loop, whose claims take every due row, those that a
+        # dead worker left included: handing them out as polls here would only add a message
+        # per check, most when the loop is behind.
+        services.deliver_events()
+        return claimed
     for model, task in ((Payment, poll_payment), (Refund, poll_refund)):
         pks, lease = services.claim_due(model, SWEEP_BATCH)
         claimed += len(pks)

@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from django_motp import services, tasks
-from django_motp.models import Payment
+from django_motp.models import Event, Payment
 from django_motp.services import batch
-from django_motp.testing import AUTH_CODE_USERPAYING
+from django_motp.testing import AUTH_CODE_PAID, AUTH_CODE_USERPAYING
 from tests.helpers import database_fails, signal_names, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,3 +146,24 @@ def test_a_poll_beside_the_running_loop_does_not_chain_the_next(motp_sandbox, mo
     payment.refresh_from_db()
     assert payment.next_check_at > timezone.now()
     assert payment.checking_until is None
+
+
+def test_the_sweep_leaves_due_rows_to_the_loop_of_its_process_and_delivers_events(
+    motp_sandbox, monkeypatch, signal_log
+):
+    sent = []
+    monkeypatch.setattr(tasks, "_send", lambda task, kwargs, countdown=0: sent.append(kwargs))
+    monkeypatch.setattr("django_motp.services.events.deliver_soon", lambda event: None)
+    paid = services.create_quick_payment("2.00", AUTH_CODE_PAID)  # its event waits
+    assert paid.status == S.SUCCEEDED
+    waiting = services.create_native_payment("2.00")
+    make_due(waiting)
+    Event.objects.update(next_attempt_at=timezone.now())  # its fast path is overdue
+    sent.clear()
+
+    with tasks._loop_lock:
+        assert tasks.sweep() == 0
+
+    assert sent == []
+    assert Payment.objects.get(pk=waiting.pk).checking_until is None  # left to the loop
+    assert signal_names(signal_log).count("payment_succeeded") == 1

@@ -27,7 +27,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from . import hooks, schedule, services
+from . import schedule, services
 from .models import Payment, Refund
 
 logger = logging.getLogger(__name__)
@@ -65,20 +65,19 @@ def _due(value: str | None) -> datetime | None:
 
 
 def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | None) -> None:
+    if _loop_lock.locked():
+        # This process runs the poll_due loop, which claims every due row within LOOP_TICK:
+        # leave the check to it. A poll that checked here would compete with the loop for the
+        # claims and the CPU and chain another poll, a message per check, most of all when
+        # the loop is behind (a burst of new payments).
+        return
     lease = None
     try:
         obj: Payment | Refund | None = services.claim_check(model, pk, _due(due))  # type: ignore[type-var]
         if obj is None:
             return  # not due, already taken by another worker, or settled
         lease = obj.next_check_at
-        if _loop_lock.locked():
-            # This process runs the loop: it takes the next check from the row, so the poll
-            # does not chain another (when the loop is behind, chained polls would compete
-            # with it for the claims and the CPU, a message each).
-            with hooks.checks_taken_from_database():
-                services.check_claimed(obj)
-        else:
-            services.check_claimed(obj)
+        services.check_claimed(obj)
     except DatabaseError as exc:
         # Transient (connection lost, lock timeout): retry. After a failed claim with the same
         # ``due``; after a failed check while our lease still stands (if it ran out, the sweep

@@ -130,22 +130,21 @@ def test_a_claim_that_meets_a_database_error_does_not_end_the_loop(motp_sandbox,
     assert len(successors) == 1
 
 
-def test_a_poll_beside_the_running_loop_does_not_chain_the_next(motp_sandbox, monkeypatch):
+def test_a_poll_in_the_process_of_the_loop_leaves_the_check_to_it(motp_sandbox, monkeypatch):
     sent = []
     monkeypatch.setattr(tasks, "_send", lambda task, kwargs, countdown=0: sent.append(kwargs))
     payment = services.create_native_payment("2.00")
     make_due(payment)
-    due = Payment.objects.get(pk=payment.pk).next_check_at.isoformat()
+    due = Payment.objects.get(pk=payment.pk).next_check_at
     sent.clear()
 
     with tasks._loop_lock:  # the loop runs in this process
-        tasks.poll_payment.run(payment.pk, due=due)
+        tasks.poll_payment.run(payment.pk, due=due.isoformat())
 
-    assert motp_sandbox.calls("check_payment") == 1
-    assert sent == []  # the loop takes the next check from the row
-    payment.refresh_from_db()
-    assert payment.next_check_at > timezone.now()
-    assert payment.checking_until is None
+    assert motp_sandbox.calls("check_payment") == 0
+    assert sent == []  # no chain of polls beside the loop
+    assert Payment.objects.get(pk=payment.pk).next_check_at == due  # still due: the loop's
+    assert services.check_due() == 1
 
 
 def test_the_sweep_leaves_due_rows_to_the_loop_of_its_process_and_delivers_events(

@@ -24,6 +24,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_shutting_down
 from celery.utils.time import get_exponential_backoff_interval
+from django.core.cache import cache
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
@@ -47,6 +48,11 @@ LOOP_SECONDS = 20.0
 LOOP_TICK = 0.1
 #: The longest pause of a loop with nothing due and nothing running.
 LOOP_IDLE = 1.0
+
+#: Cache key that a running loop keeps (a few seconds at a time): while it is there, the next
+#: checks of new payments and refunds are not sent as polls, the loop claims them when due.
+LOOP_ALIVE_KEY = "django_motp:poll_due:alive"
+LOOP_ALIVE_TTL = 3.0
 
 _loop_lock = threading.Lock()
 _shutting_down = threading.Event()
@@ -113,8 +119,8 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
     """Send the poll for ``obj``'s next check with a countdown to its ``next_check_at``.
 
     Returns False when nothing was sent: no check is needed, the check is far enough off for
-    the sweep to take, Celery runs eagerly, or the broker is unreachable; the sweep then takes
-    the check when it is due.
+    the sweep to take, Celery runs eagerly, a ``poll_due`` loop runs (it claims the check when
+    it is due), or the broker is unreachable; the sweep then takes the check when it is due.
     """
     if obj.next_check_at is None:
         return False
@@ -122,6 +128,8 @@ def enqueue_poll(obj: Payment | Refund) -> bool:
     task = poll_payment if isinstance(obj, Payment) else poll_refund
     if countdown > MAX_COUNTDOWN or task.app.conf.task_always_eager:
         # Eager mode cannot wait: each poll would run the next at once, hammering the gateway.
+        return False
+    if loop_alive():
         return False
     try:
         _send(
@@ -177,8 +185,12 @@ def poll_due(seconds: float = LOOP_SECONDS, threads: int = services.batch.THREAD
         return 0
     try:
         ends = time.monotonic() + seconds
+        marked = 0.0
         with services.BatchChecker(threads) as checker:
             while not _shutting_down.is_set():
+                if time.monotonic() - marked > LOOP_ALIVE_TTL / 3:
+                    _mark_alive(True)
+                    marked = time.monotonic()
                 try:
                     claimed = checker.claim()
                     idle = not claimed and not checker.busy
@@ -192,6 +204,7 @@ def poll_due(seconds: float = LOOP_SECONDS, threads: int = services.batch.THREAD
                     break
                 time.sleep(min(pause, left))
     finally:
+        _mark_alive(False)  # the next loop marks it again at once
         _loop_lock.release()
     if seconds > 0 and not _shutting_down.is_set():
         try:
@@ -201,6 +214,24 @@ def poll_due(seconds: float = LOOP_SECONDS, threads: int = services.batch.THREAD
         except Exception:  # broker down: beat starts the next loop once it is back
             logger.warning("Could not send the next poll_due; beat will", exc_info=True)
     return checker.checked
+
+
+def loop_alive() -> bool:
+    """Whether a ``poll_due`` loop ran a moment ago, in any process sharing the cache."""
+    try:
+        return bool(cache.get(LOOP_ALIVE_KEY))
+    except Exception:  # the cache is down: send the polls, as without a loop
+        return False
+
+
+def _mark_alive(alive: bool) -> None:
+    try:
+        if alive:
+            cache.set(LOOP_ALIVE_KEY, True, LOOP_ALIVE_TTL)
+        else:
+            cache.delete(LOOP_ALIVE_KEY)
+    except Exception:  # the cache is down: polls are sent as without a loop
+        logger.warning("poll_due could not reach the cache", exc_info=True)
 
 
 def _until_due(longest: float) -> float:

@@ -166,3 +166,33 @@ def test_the_sweep_leaves_due_rows_to_the_loop_of_its_process_and_delivers_event
     assert sent == []
     assert Payment.objects.get(pk=waiting.pk).checking_until is None  # left to the loop
     assert signal_names(signal_log).count("payment_succeeded") == 1
+
+
+def test_while_a_loop_runs_new_checks_are_not_sent_as_polls(motp_sandbox, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks, "_send", lambda task, kwargs, countdown=0: sent.append(kwargs))
+    [payment] = [services.create_native_payment("2.00")]
+    make_due(payment)
+    sent.clear()
+    started, go_on = threading.Event(), threading.Event()
+    real = batch.check_payment_claimed
+
+    def held(obj):
+        started.set()
+        go_on.wait(10)
+        return real(obj)
+
+    monkeypatch.setattr(batch, "check_payment_claimed", held)
+    loop = threading.Thread(target=lambda: tasks.poll_due.run(seconds=0.2, threads=1))
+    loop.start()
+    try:
+        assert started.wait(10)
+        assert tasks.loop_alive()
+        created = services.create_native_payment("3.00")  # its first check: the loop's
+    finally:
+        go_on.set()
+        loop.join()
+    assert sent == []
+    assert not tasks.loop_alive()  # a loop that ended says so
+    assert tasks.enqueue_poll(created) is True
+    assert len(sent) == 1

@@ -75,7 +75,10 @@ def _poll(task: Any, model: type[Payment] | type[Refund], pk: int, due: str | No
         # This process runs the poll_due loop, which claims every due row within LOOP_TICK:
         # leave the check to it. A poll that checked here would compete with the loop for the
         # claims and the CPU and chain another poll, a message per check, most of all when
-        # the loop is behind (a burst of new payments).
+        # the loop is behind (a burst of new payments). A poll handed a claim (by a sweep or
+        # a retry) hands it back, due now, rather than leave the row until the lease ends.
+        if due is not None:
+            services.hand_back(model, pk, datetime.fromisoformat(due))
         return
     lease = None
     try:

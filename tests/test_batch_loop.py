@@ -196,3 +196,18 @@ def test_while_a_loop_runs_new_checks_are_not_sent_as_polls(motp_sandbox, monkey
     assert not tasks.loop_alive()  # a loop that ended says so
     assert tasks.enqueue_poll(created) is True
     assert len(sent) == 1
+
+
+def test_a_claimed_poll_reaching_the_loop_hands_its_claim_back(motp_sandbox, monkeypatch):
+    monkeypatch.setattr(tasks, "_send", lambda task, kwargs, countdown=0: None)
+    payment = services.create_native_payment("2.00")
+    make_due(payment)
+    [pk], lease = services.claim_due(Payment, 10)  # a sweep elsewhere hands it to a poll
+
+    with tasks._loop_lock:
+        tasks.poll_payment.run(pk, due=lease.isoformat())
+
+    payment.refresh_from_db()
+    assert payment.checking_until is None
+    assert payment.next_check_at <= timezone.now()  # due now: the loop's next claim takes it
+    assert services.check_due() == 1

@@ -21,7 +21,15 @@ from __future__ import annotations
 
 from ..models import Payment, Refund
 from .batch import BatchChecker, check_due
-from .claims import back_off, claim_check, claim_due, claim_lease, next_due, release
+from .claims import (
+    back_off,
+    claim_check,
+    claim_due,
+    claim_lease,
+    hand_back,
+    next_due,
+    release,
+)
 from .common import get_client
 from .events import deliver_events
 from .payments import (
@@ -51,6 +59,7 @@ __all__ = [
     "create_quick_payment",
     "deliver_events",
     "get_client",
+    "hand_back",
     "next_due",
     "reconcile_payment",
     "refund_double_charge",

@@ -147,6 +147,14 @@ def release_many(model: type[Payment] | type[Refund], pks: list[int], lease: dat
         model._default_manager.filter(pk__in=pks, checking_until=lease).update(checking_until=None)
 
 
+def hand_back(model: type[Payment] | type[Refund], pk: int, lease: datetime) -> None:
+    """End the claim ``lease`` on row ``pk`` (if it is still that one) and make its check due
+    now, for whoever claims due rows next: a poll handed a claim that it leaves to the loop."""
+    model._default_manager.filter(pk=pk, checking_until=lease).update(
+        checking_until=None, next_check_at=timezone.now()
+    )
+
+
 def back_off(
     model: type[Payment] | type[Refund], pk: int, lease: datetime, seconds: float | None = None
 ) -> None:

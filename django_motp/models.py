@@ -425,7 +425,7 @@ class IdempotencyKey(models.Model):
     fingerprint = models.CharField(
         _("request fingerprint"),
         max_length=64,
-        help_text=_("SHA-256 of the request's method, path and body."),
+        help_text=_("HMAC-SHA-256 of the request's method, path and body."),
     )
     method = models.CharField(_("method"), max_length=8)
     path = models.CharField(_("path"), max_length=512)

@@ -230,4 +230,7 @@ def _stop_all(children: list[Child]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while migrating, before any process was started
+        sys.exit(130)

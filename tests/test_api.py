@@ -1,5 +1,5 @@
-"""The REST API against the sandbox gateway: every endpoint, status code, filter, permission and
-validation error, as a POS terminal or a shop's checkout page sees them."""
+"""Payments through the REST API against the sandbox gateway: taking, reading and checking
+them, every answer code and validation error, as a POS terminal or a checkout page sees them."""
 
 from __future__ import annotations
 
@@ -9,47 +9,17 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from django_motp.models import Payment, Refund
+from django_motp.models import Payment
 from django_motp.testing import (
     AUTH_CODE_DECLINED,
     AUTH_CODE_PAID,
     AUTH_CODE_PIN,
-    AUTH_CODE_REFUND_PROCESSING,
-    AUTH_CODE_REFUND_REFUSED,
     AUTH_CODE_USERPAYING,
 )
+from tests.api_helpers import PAYMENTS, REFUNDS, pay, post_raw, refund_url, row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 pytest_plugins = ["tests.fixtures_api"]
-
-PAYMENTS = "/motp/payments/"
-REFUNDS = "/motp/refunds/"
-
-
-def pay(api, amount="10.00", auth_code=AUTH_CODE_PAID, method="quick", **fields):
-    body = {"method": method, "amount": amount, **fields}
-    if method != "native":
-        body["auth_code"] = auth_code
-    return api.post(PAYMENTS, body, format="json")
-
-
-def post_raw(api, path, text):
-    """POST ``text`` as it is, so that JSON numbers keep every digit written."""
-    return api.post(path, data=text, content_type="application/json")
-
-
-def row(out_trade_no, **fields):
-    """A payment written straight to the database, for the list and filter tests."""
-    values = {
-        "out_trade_no": out_trade_no,
-        "method": "native",
-        "amount": Decimal("1.00"),
-        "service_id": 30,
-        "store_id": "1",
-        "status": Payment.Status.PENDING,
-        **fields,
-    }
-    return Payment.objects.create(**values)
 
 
 # Taking payments --------------------------------------------------------------------------------
@@ -167,6 +137,8 @@ def test_a_json_number_with_three_decimals_or_no_number_is_a_400(api, motp_sandb
         ({"method": "native", "amount": "1.00", "metadata": [1]}, "metadata"),
         ({"method": "native", "amount": "1.00", "out_trade_no": "no spaces"}, "out_trade_no"),
         ({"method": "native", "amount": "1.00", "service_id": 0}, "service_id"),
+        ({"method": "native", "amount": "1.00", "service_id": 2**31}, "service_id"),
+        ({"method": "native", "amount": "1.00", "metadata": {"note": "a\x00b"}}, "metadata"),
         ({"method": "native", "amount": "1.00", "sub_store_name": "x" * 65}, "sub_store_name"),
     ],
 )
@@ -184,6 +156,14 @@ def test_a_body_that_is_not_json_is_a_400(api, motp_sandbox):
     response = post_raw(api, PAYMENTS, '{"method": "native", "amount": ')
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
+    assert Payment.objects.count() == 0
+
+
+def test_text_that_is_no_unicode_is_a_400(api, motp_sandbox):
+    response = post_raw(
+        api, PAYMENTS, '{"method": "native", "amount": "1.00", "reference": "\\ud800"}'
+    )
+    assert response.status_code == 400
     assert Payment.objects.count() == 0
 
 
@@ -227,6 +207,20 @@ def test_list_is_newest_first_in_cursor_pages(api, motp_sandbox):
     third = api.get(second["next"]).json()
     assert [p["out_trade_no"] for p in third["results"]] == ["P4"]
     assert third["next"] is None
+
+
+def test_the_browsable_api_renders_for_a_person(api, motp_sandbox):
+    number = pay(api).json()["out_trade_no"]
+    refund = api.post(refund_url(number), {"amount": "1.00"}, format="json").json()
+    for url, shown in [
+        (PAYMENTS, number),
+        (f"{PAYMENTS}{number}/", number),
+        (REFUNDS, refund["out_refund_no"]),
+        (f"{REFUNDS}{refund['out_refund_no']}/", refund["out_refund_no"]),
+    ]:
+        page = api.get(url, {"status": "succeeded"}, HTTP_ACCEPT="text/html")
+        assert page.status_code == 200
+        assert shown in page.content.decode()
 
 
 def test_a_bad_cursor_is_a_404(api, motp_sandbox):
@@ -284,206 +278,25 @@ def test_sync_asks_the_gateway_and_answers_the_payment_as_it_is_now(api, motp_sa
     assert motp_sandbox.calls("check_payment") == 2
 
 
+def test_sync_while_a_worker_checks_the_payment_is_a_409_and_frees_the_key(
+    api, motp_sandbox, monkeypatch
+):
+    from django_motp.services import claims
+
+    monkeypatch.setattr(claims, "HAND_WAIT", 0.3)  # how long the API waits for the worker
+    number = pay(api, method="native").json()["out_trade_no"]
+    url = f"{PAYMENTS}{number}/sync/"
+    with claims.held_by_hand(Payment.objects.get()):  # a worker's check is under way
+        response = api.post(url, HTTP_IDEMPOTENCY_KEY="sync-1")
+    assert response.status_code == 409
+    assert "being checked right now" in response.json()["detail"]
+    assert motp_sandbox.calls("check_payment") == 0
+    again = api.post(url, HTTP_IDEMPOTENCY_KEY="sync-1")  # the check is over: it runs now
+    assert again.status_code == 200
+    assert "Idempotent-Replayed" not in again
+    assert motp_sandbox.calls("check_payment") == 1
+
+
 def test_sync_of_an_unknown_payment_is_a_404(api, motp_sandbox):
     assert api.post(f"{PAYMENTS}NOSUCH/sync/").status_code == 404
     assert motp_sandbox.calls() == 0
-
-
-# Refunds ----------------------------------------------------------------------------------------
-
-
-def refund_url(out_trade_no):
-    return f"{PAYMENTS}{out_trade_no}/refunds/"
-
-
-def test_full_refund_answers_201_refunded(api, motp_sandbox, make_user):
-    paid = pay(api, "12.00").json()
-    response = api.post(refund_url(paid["out_trade_no"]), {"reason": "wrong size"}, format="json")
-    assert response.status_code == 201, response.json()
-    data = response.json()
-    assert data["status"] == "succeeded"
-    assert data["amount"] == "12.00"
-    assert data["payment"] == paid["out_trade_no"]
-    assert data["reason"] == "wrong size"
-    refund = Refund.objects.get()
-    assert refund.requested_by is not None
-    payment = api.get(f"{PAYMENTS}{paid['out_trade_no']}/").json()
-    assert payment["refunded_amount"] == "12.00"
-    assert payment["refundable_amount"] == "0.00"
-
-
-def test_partial_refund_and_too_much(api, motp_sandbox):
-    paid = pay(api, "10.00").json()
-    url = refund_url(paid["out_trade_no"])
-    response = post_raw(api, url, '{"amount": 3.5}')
-    assert response.status_code == 201
-    assert response.json()["amount"] == "3.50"
-    response = api.post(url, {"amount": "6.51"}, format="json")
-    assert response.status_code == 400
-    assert "At most 6.50" in response.json()["amount"][0]
-    assert Refund.objects.count() == 1
-    assert motp_sandbox.calls("refund") == 1
-
-
-def test_refund_still_processing_answers_202(api, motp_sandbox):
-    paid = pay(api, auth_code=AUTH_CODE_REFUND_PROCESSING).json()
-    response = api.post(refund_url(paid["out_trade_no"]), {}, format="json")
-    assert response.status_code == 202
-    assert response.json()["status"] == "pending"
-
-
-def test_refund_refused_by_the_gateway_answers_402(api, motp_sandbox):
-    paid = pay(api, auth_code=AUTH_CODE_REFUND_REFUSED).json()
-    response = api.post(refund_url(paid["out_trade_no"]), {}, format="json")
-    assert response.status_code == 402
-    assert response.json()["status"] == "failed"
-    assert "REFUNDNOTALLOWED" in response.json()["message"]
-
-
-@pytest.mark.parametrize("body", [{"amount": "1.005"}, {"amount": "0"}, {"reason": "x" * 256}])
-def test_bad_refund_input_is_a_400_with_no_row_and_no_call(api, motp_sandbox, body):
-    paid = pay(api).json()
-    response = api.post(refund_url(paid["out_trade_no"]), body, format="json")
-    assert response.status_code == 400
-    assert set(body) <= set(response.json())
-    assert Refund.objects.count() == 0
-    assert motp_sandbox.calls("refund") == 0
-
-
-def test_refunding_an_unpaid_payment_is_a_400(api, motp_sandbox):
-    pending = pay(api, auth_code=AUTH_CODE_USERPAYING).json()
-    response = api.post(refund_url(pending["out_trade_no"]), {}, format="json")
-    assert response.status_code == 400
-    assert "Only succeeded payments" in response.json()["non_field_errors"][0]
-    assert Refund.objects.count() == 0
-
-
-def test_refunding_an_unknown_payment_is_a_404(api, motp_sandbox):
-    assert api.post(refund_url("NOSUCH"), {}, format="json").status_code == 404
-
-
-def test_refund_list_detail_and_filters(api, motp_sandbox):
-    first = pay(api, "5.00").json()["out_trade_no"]
-    second = pay(api, "6.00", auth_code=AUTH_CODE_REFUND_REFUSED).json()["out_trade_no"]
-    refunded = api.post(refund_url(first), {"amount": "1.00"}, format="json").json()
-    refused = api.post(refund_url(second), {}, format="json").json()
-
-    def numbers(**params):
-        response = api.get(REFUNDS, params)
-        assert response.status_code == 200
-        return [r["out_refund_no"] for r in response.json()["results"]]
-
-    assert numbers() == [refused["out_refund_no"], refunded["out_refund_no"]]
-    assert numbers(payment=first) == [refunded["out_refund_no"]]
-    assert numbers(status="failed") == [refused["out_refund_no"]]
-    assert numbers(created_before=(timezone.now() - timedelta(hours=1)).isoformat()) == []
-    assert api.get(REFUNDS, {"status": "lost"}).status_code == 400
-    detail = api.get(f"{REFUNDS}{refunded['out_refund_no']}/")
-    assert detail.status_code == 200
-    assert detail.json() == refunded
-    assert api.get(f"{REFUNDS}NOSUCH/").status_code == 404
-
-
-# Permissions ------------------------------------------------------------------------------------
-
-READS = [PAYMENTS, REFUNDS]
-
-
-def test_anonymous_callers_get_403_and_nothing_happens(client_for, motp_sandbox):
-    anonymous = client_for(None)
-    for url in READS:
-        assert anonymous.get(url).status_code == 403
-    response = pay(anonymous)
-    assert response.status_code == 403
-    assert Payment.objects.count() == 0
-    assert motp_sandbox.calls() == 0
-
-
-def test_each_action_needs_its_own_permission(make_user, client_for, motp_sandbox):
-    reader = client_for(make_user("view_payment"))
-    cashier = client_for(make_user("add_payment"))
-    refunder = client_for(make_user("refund_payment"))
-    paid = pay(cashier).json()["out_trade_no"]
-    assert Payment.objects.count() == 1
-
-    assert pay(reader).status_code == 403
-    assert pay(refunder).status_code == 403
-    for url in [*READS, f"{PAYMENTS}{paid}/"]:
-        assert reader.get(url).status_code == 200
-        assert cashier.get(url).status_code == 403
-        assert refunder.get(url).status_code == 403
-    assert reader.post(f"{PAYMENTS}{paid}/sync/").status_code == 200
-    assert cashier.post(f"{PAYMENTS}{paid}/sync/").status_code == 403
-    for client in (reader, cashier):
-        assert client.post(refund_url(paid), {}, format="json").status_code == 403
-    assert Refund.objects.count() == 0
-    assert refunder.post(refund_url(paid), {}, format="json").status_code == 201
-    assert Payment.objects.count() == 1
-
-
-def test_the_permission_classes_come_from_the_setting(client_for, motp_sandbox, settings):
-    settings.MOTP = {
-        **settings.MOTP,
-        "API_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    }
-    assert client_for(None).get(PAYMENTS).status_code == 200
-
-
-def test_basic_authentication_works_for_a_terminal(make_user, motp_sandbox):
-    from rest_framework.test import APIClient
-
-    user = make_user("view_payment")
-    terminal = APIClient()
-    terminal.credentials(HTTP_AUTHORIZATION=_basic(user.username, "secret"))
-    assert terminal.get(PAYMENTS).status_code == 200
-    terminal.credentials(HTTP_AUTHORIZATION=_basic(user.username, "wrong"))
-    response = terminal.get(PAYMENTS)
-    assert response.status_code == 403
-    assert response.json()["detail"] == "Invalid username/password."
-
-
-def _basic(username, password):
-    import base64
-
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-# Schema -----------------------------------------------------------------------------------------
-
-
-def test_schema_describes_every_operation_answer_and_the_idempotency_key(api, capsys):
-    response = api.get("/motp/schema/", {"format": "json"})
-    assert response.status_code == 200
-    doc = response.json()
-    paths = doc["paths"]
-    assert set(paths) == {
-        "/motp/payments/",
-        "/motp/payments/{out_trade_no}/",
-        "/motp/payments/{out_trade_no}/sync/",
-        "/motp/payments/{out_trade_no}/refunds/",
-        "/motp/refunds/",
-        "/motp/refunds/{out_refund_no}/",
-        "/motp/schema/",
-    }
-    create = paths["/motp/payments/"]["post"]
-    assert set(create["responses"]) == {"201", "202", "400", "402", "403", "409", "422"}
-    header = [p for p in create["parameters"] if p["in"] == "header"]
-    assert [p["name"] for p in header] == ["Idempotency-Key"]
-    assert "Idempotent-Replayed" in create["responses"]["201"]["headers"]
-    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/PaymentCreate"
-    )
-    for path, operations in paths.items():
-        if "post" in operations:
-            names = {p["name"] for p in operations["post"]["parameters"] if p["in"] == "header"}
-            assert names == {"Idempotency-Key"}, path
-            assert {"409", "422", "403"} <= set(operations["post"]["responses"]), path
-    refund = paths["/motp/payments/{out_trade_no}/refunds/"]["post"]
-    assert {"201", "202", "400", "402", "404"} <= set(refund["responses"])
-    listing = {p["name"] for p in paths["/motp/payments/"]["get"]["parameters"]}
-    assert {"status", "method", "reference", "created_after", "created_before", "cursor"} <= listing
-    components = doc["components"]["schemas"]
-    assert "auth_code" not in components["Payment"]["properties"]
-    assert components["Payment"]["properties"]["amount"]["type"] == "string"
-    assert {"PaymentStatusEnum", "RefundStatusEnum"} <= set(components)
-    assert "Warning" not in capsys.readouterr().err

@@ -15,12 +15,12 @@ from rest_framework.test import APIClient
 
 from django_motp.models import IdempotencyKey, Payment, Refund
 from django_motp.testing import AUTH_CODE_DECLINED, AUTH_CODE_PAID, AUTH_CODE_PIN
+from tests.api_helpers import PAYMENTS
 from tests.helpers import at_once, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 pytest_plugins = ["tests.fixtures_api"]
 
-PAYMENTS = "/motp/payments/"
 ALL_PERMISSIONS = ("view_payment", "add_payment", "refund_payment")
 QUICK = {"method": "quick", "amount": "10.00", "auth_code": AUTH_CODE_PAID}
 
@@ -141,6 +141,30 @@ def test_keys_belong_to_their_user(make_user, motp_sandbox):
     assert Payment.objects.count() == 2
 
 
+def test_a_project_can_share_keys_between_tills(make_user, motp_sandbox):
+    from django.db.transaction import non_atomic_requests
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from django_motp.api.views import PaymentViewSet
+
+    class StoreWide(PaymentViewSet):
+        def get_idempotency_scope(self):
+            return "store:10001"
+
+    view = non_atomic_requests(StoreWide.as_view({"post": "create"}))
+    answers = []
+    for _ in range(2):
+        request = APIRequestFactory().post(
+            PAYMENTS, QUICK, format="json", HTTP_IDEMPOTENCY_KEY="receipt-000481"
+        )
+        force_authenticate(request, make_user(*ALL_PERMISSIONS))
+        answers.append(view(request))
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[1]["Idempotent-Replayed"] == "true"
+    assert Payment.objects.count() == 1
+    assert IdempotencyKey.objects.get().scope == "store:10001"
+
+
 @pytest.mark.parametrize("key", ["", "k" * 256])
 def test_an_empty_or_too_long_key_is_a_400(api, motp_sandbox, key):
     response = post(api, QUICK, key)
@@ -219,6 +243,31 @@ def test_a_server_error_is_stored_so_a_retry_does_not_run_twice(api, motp_sandbo
     assert again.status_code == 500
     assert again["Idempotent-Replayed"] == "true"
     assert Payment.objects.count() == 1
+
+
+def test_the_views_take_money_even_with_atomic_requests(api, motp_sandbox, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    paid = post(api, QUICK, "atomic-1")
+    assert paid.status_code == 201
+    refunds = f"{PAYMENTS}{paid.json()['out_trade_no']}/refunds/"
+    assert post(api, {}, "atomic-2", path=refunds).status_code == 201
+    assert post(api, QUICK, "atomic-1")["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.postgres
+def test_concurrent_refunds_with_one_key_make_one_refund(api, make_user, motp_sandbox):
+    paid = post(api, QUICK, None).json()["out_trade_no"]
+    user = make_user(*ALL_PERMISSIONS)
+
+    def till():
+        client = APIClient()
+        client.force_authenticate(user)
+        return post(client, {"amount": "1.00"}, "refund-key", path=f"{PAYMENTS}{paid}/refunds/")
+
+    answers = at_once(till, times=6)
+    assert sorted({a.status_code for a in answers}) in ([201], [201, 409])
+    assert Refund.objects.count() == 1
+    assert motp_sandbox.calls("refund") == 1
 
 
 @pytest.mark.postgres

@@ -152,7 +152,7 @@ class Launcher:
 def launcher(tmp_path):
     started = Launcher(tmp_path)
     try:
-        started.wait_for("All three are up")
+        started.wait_for("Ctrl-C stops all three")  # the last line of the banner
         yield started
     finally:
         started.kill_everything()  # whatever a failed test left running

@@ -666,6 +666,23 @@ def test_a_number_ending_in_a_newline_is_refused(motp_sandbox, field):
     assert motp_sandbox.calls() == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"service_id": 2**31}, "service_id"),
+        ({"reference": "ORDER\x00-1"}, "reference"),
+        ({"sub_store_name": "Till\x001"}, "sub_store_name"),
+        ({"metadata": {"note": "a\x00b"}}, "metadata"),
+    ],
+)
+def test_what_a_database_cannot_store_is_refused_before_anything(motp_sandbox, options, field):
+    with pytest.raises(ValidationError) as caught:
+        services.create_native_payment("1.00", **options)
+    assert field in caught.value.message_dict
+    assert motp_sandbox.calls() == 0
+    assert not Payment.objects.exists()
+
+
 def test_a_scanned_code_ending_in_a_newline_is_sent_without_it(motp_sandbox):
     payment = services.create_quick_payment("1.00", AUTH_CODE_PAID + "\n")
     assert payment.status == S.SUCCEEDED

@@ -155,3 +155,38 @@ def test_the_page_keeps_following_while_anything_is_under_way(client, motp_sandb
     assert status["payments"][0]["refunds"] == [
         {"out_refund_no": "R-UNDER-WAY", "status": "pending", "amount": "1.00"}
     ]
+
+
+def test_the_order_admin_shows_history_and_payments_read_only(client, motp_sandbox):
+    checkout(client, pepper=1)
+    order = only_order()
+    payment = Payment.objects.get()
+    motp_sandbox.pay(payment.out_trade_no)
+    services.sync_payment(payment)
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("boss", "boss@example.com", "x"))
+
+    listing = admin.get("/admin/shop/order/", {"q": order.number}).content.decode()
+    assert f"/admin/shop/order/{order.pk}/change/" in listing
+    assert "/admin/shop/order/add/" not in listing
+
+    page = admin.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
+    assert "View order" in page  # a record: nobody edits it by hand
+    assert (
+        f'<a class="payment-link" href="/admin/django_motp/payment/{payment.pk}/change/">'
+        f"{payment.out_trade_no}</a> 6.50 (Succeeded)"
+    ) in page
+    assert f"Paid by {payment.out_trade_no} (6.50 USD)." in page
+    assert admin.post(f"/admin/shop/order/{order.pk}/delete/").status_code == 403
+
+
+def test_the_rest_api_stays_for_staff(client, motp_sandbox):
+    checkout(client, sugar=1)
+    payment = Payment.objects.get()
+    url = f"/motp/payments/{payment.out_trade_no}/"
+    assert client.get(url).status_code == 403  # the buyer's session is not enough
+
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("boss", "boss@example.com", "x"))
+    answer = staff.get(url).json()
+    assert (answer["status"], answer["amount"]) == ("pending", "3.80")

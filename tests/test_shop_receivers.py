@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from django_motp.models import Payment, Refund
+from django_motp import services
+from django_motp.models import Event, Payment, Refund
 from django_motp.signals import (
     payment_expired,
     payment_failed,
@@ -20,6 +21,7 @@ from django_motp.signals import (
     refund_succeeded,
 )
 from shop.models import Order, OrderNote
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -171,6 +173,14 @@ def test_a_late_double_charge_is_shown_on_the_order_and_logged_once(order, caplo
     ]
 
 
+def test_a_second_payment_django_motp_did_not_flag_is_left_to_a_person(order):
+    first = make_payment(order)
+    deliver_success(first, uuid.uuid4())
+    by_hand = make_payment(order)  # taken at the till with the order's number, say
+    deliver_success(by_hand, uuid.uuid4())
+    assert fresh(order).attention.endswith("Refund it from the admin.")
+
+
 def test_refunding_the_double_charge_leaves_the_order_paid(order):
     first = make_payment(order)
     deliver_success(first, uuid.uuid4())
@@ -182,7 +192,19 @@ def test_refunding_the_double_charge_leaves_the_order_paid(order):
     after = fresh(order)
     assert after.status == Order.Status.PAID
     assert after.refunded_amount == Decimal("0.00")
+    assert after.attention == ""  # the extra charge is back with the buyer
     assert "of the extra charge" in after.notes.last().text
+
+
+def test_a_partly_refunded_double_charge_still_needs_attention(order):
+    first = make_payment(order)
+    deliver_success(first, uuid.uuid4())
+    second = make_payment(order, attention=Payment.Attention.DOUBLE_CHARGE, duplicate_of=first)
+    deliver_success(second, uuid.uuid4(), late=True)
+
+    deliver_refund(refund_of(second, "4.00"), uuid.uuid4())
+
+    assert "Charged twice" in fresh(order).attention
 
 
 @pytest.mark.parametrize(
@@ -220,3 +242,34 @@ def test_payments_for_something_else_are_ignored(order):
     deliver_refund(refund_of(Payment.objects.get(pk=elsewhere.pk), "1.00"), uuid.uuid4())
     assert fresh(order).status == Order.Status.OPEN
     assert not OrderNote.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_events_delivered_again_change_the_order_once(motp_sandbox):
+    """The same, through django-motp's own outbox: each transition's event delivered on commit,
+    then delivered once more (as after a lost acknowledgement)."""
+    order = Order.objects.create(description="2 x Tea", total=Decimal("8.50"))
+    payment = services.create_native_payment(order.total, reference=order.number)
+    motp_sandbox.pay(payment.out_trade_no)
+    services.sync_payment(payment)
+    refund = services.refund_payment(Payment.objects.get(pk=payment.pk), Decimal("4.25"))
+    wait_until(lambda: services.sync_refund(Refund.objects.get(pk=refund.pk)).is_final)
+
+    before = fresh(order)
+    assert (before.status, before.refunded_amount) == (
+        Order.Status.PARTLY_REFUNDED,
+        Decimal("4.25"),
+    )
+    events = Event.objects.filter(signal__in=["payment_succeeded", "refund_succeeded"])
+    assert set(before.notes.values_list("event_id", flat=True)) == {e.pk for e in events}
+
+    events.update(delivered_at=None)
+    assert services.deliver_events(events.order_by("created_at")) == 2
+
+    after = fresh(order)
+    assert (after.status, after.refunded_amount, after.paid_at) == (
+        before.status,
+        before.refunded_amount,
+        before.paid_at,
+    )
+    assert after.notes.count() == 2

@@ -15,13 +15,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
@@ -56,13 +56,15 @@ class KeyReused(APIException):
 
 
 def fingerprint(request: Request) -> str:
-    """SHA-256 of the request's method, path and parsed body (keys sorted, so that the order
-    of a JSON object's members does not matter). Reading the body may raise ``ParseError``."""
+    """An HMAC-SHA-256 (keyed with ``SECRET_KEY``, as the body holds buyers' payment codes) of
+    the request's method, path and parsed body, keys sorted so that the order of a JSON
+    object's members does not matter. Reading the body may raise ``ParseError``."""
     data = request.data
     if hasattr(data, "lists"):  # a QueryDict from a form
         data = dict(data.lists())
     body = json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":"))
-    return hashlib.sha256(f"{request.method}\n{request.path}\n{body}".encode()).hexdigest()
+    message = f"{request.method}\n{request.path}\n{body}"
+    return salted_hmac(__name__, message, algorithm="sha256").hexdigest()
 
 
 def claim(scope: str, key: str, request: Request) -> tuple[IdempotencyKey, bool]:
@@ -118,7 +120,7 @@ class IdempotentMixin:
     ``non_atomic_requests``, as ``django_motp.api.urls`` does.
     """
 
-    request: Request
+    request: Any  # the view's DRF Request
     handle_exception: Callable[[Exception], Response]
 
     def get_idempotency_scope(self) -> str:

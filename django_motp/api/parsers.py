@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -21,12 +22,15 @@ class DecimalJSONParser(JSONParser):
         self,
         stream: IO[Any],
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            decoded = codecs.getreader(encoding)(stream)
+            decoded = cast(IO[str], codecs.getreader(encoding)(stream))
             parse_constant = json.strict_constant if self.strict else None
-            return json.load(decoded, parse_float=Decimal, parse_constant=parse_constant)
-        except ValueError as exc:
+            data = json.load(decoded, parse_float=Decimal, parse_constant=parse_constant)
+            # "\ud800" is valid JSON but no text: refuse it here rather than fail to save it.
+            json.dumps(data, default=str, ensure_ascii=False).encode("utf-8")
+        except ValueError as exc:  # UnicodeError is a ValueError
             raise ParseError(_("JSON parse error - %s") % exc) from exc
+        return data

@@ -6,7 +6,7 @@ they are."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
@@ -22,11 +22,9 @@ from .serializers import (
 
 __all__ = ["payment_views", "refund_views"]
 
-V = TypeVar("V")
 
-
-payment_views: Callable[[V], V]
-refund_views: Callable[[V], V]
+payment_views: Callable[[Any], Any]
+refund_views: Callable[[Any], Any]
 
 try:
     from drf_spectacular.types import OpenApiTypes
@@ -38,7 +36,7 @@ try:
     )
 except ImportError:  # pragma: no cover - the api-docs extra is not installed
 
-    def payment_views(view: V) -> V:
+    def payment_views(view: Any) -> Any:
         return view
 
     refund_views = payment_views

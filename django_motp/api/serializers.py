@@ -14,6 +14,16 @@ from ..models import MAX_AMOUNT, Payment, Refund
 CENT = Decimal("0.01")
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def amount_field(**kwargs: Any) -> serializers.DecimalField:
     """An amount of money: more than zero, at most ``MAX_AMOUNT``, at most two decimals."""
     return serializers.DecimalField(
@@ -81,7 +91,11 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=Payment.Method.choices)
     amount = amount_field(help_text=_('At most two decimals, e.g. "19.90" or 19.9.'))
     auth_code = serializers.CharField(
-        required=False, write_only=True, max_length=24, help_text=_("quick and jsapi only.")
+        required=False,
+        write_only=True,
+        max_length=24,
+        label=_("Buyer's payment code"),
+        help_text=_("Quick and JSAPI payments only."),
     )
     reference = serializers.CharField(required=False, allow_blank=True, max_length=255)
     metadata = serializers.DictField(required=False)
@@ -94,12 +108,21 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
         help_text=_("Percent charged to the buyer on top (default MOTP['FEE_RATE'])."),
     )
     out_trade_no = serializers.CharField(
-        required=False, max_length=32, help_text=_("Generated when not given.")
+        required=False,
+        max_length=32,
+        label=_("Order number"),
+        help_text=_("Generated when not given."),
     )
     store_id = serializers.CharField(required=False, max_length=32)
-    service_id = serializers.IntegerField(required=False, min_value=1)
+    service_id = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     sub_store_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
     sub_store_name = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        # PostgreSQL's jsonb cannot hold a NUL character, in a key or in a value.
+        if _holds_nul(value):
+            raise serializers.ValidationError(_("Metadata cannot hold NUL characters."))
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["method"] != Payment.Method.NATIVE and not attrs.get("auth_code"):
@@ -116,7 +139,9 @@ class PaymentCreateSerializer(serializers.Serializer[Any]):
 class RefundSerializer(serializers.ModelSerializer[Refund]):
     """A refund as the API shows it."""
 
-    payment = serializers.SlugRelatedField(slug_field="out_trade_no", read_only=True)
+    payment: serializers.SlugRelatedField[Payment] = serializers.SlugRelatedField(
+        slug_field="out_trade_no", read_only=True
+    )
     amount = money()
 
     class Meta:
@@ -143,7 +168,10 @@ class RefundCreateSerializer(serializers.Serializer[Any]):
     )
     reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
     out_refund_no = serializers.CharField(
-        required=False, max_length=32, help_text=_("Generated when not given.")
+        required=False,
+        max_length=32,
+        label=_("Refund number"),
+        help_text=_("Generated when not given."),
     )
 
 

@@ -23,7 +23,13 @@ def _view(viewset: Any, actions: dict[str, str], **initkwargs: Any) -> Any:
 urlpatterns: list[URLPattern] = [
     path(
         "payments/",
-        _view(PaymentViewSet, {"get": "list", "post": "create"}, basename="payment", detail=False),
+        _view(
+            PaymentViewSet,
+            {"get": "list", "post": "create"},
+            basename="payment",
+            detail=False,
+            suffix="List",
+        ),
         name="payment-list",
     ),
     path(
@@ -43,7 +49,7 @@ urlpatterns: list[URLPattern] = [
     ),
     path(
         "refunds/",
-        _view(RefundViewSet, {"get": "list"}, basename="refund", detail=False),
+        _view(RefundViewSet, {"get": "list"}, basename="refund", detail=False, suffix="List"),
         name="refund-list",
     ),
     path(

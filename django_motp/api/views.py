@@ -13,7 +13,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
-from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
@@ -25,9 +24,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
 from .. import services
+from ..exceptions import CheckInProgress
 from ..models import Payment, Refund
 from . import schema as docs
-from .filters import PaymentFilter, RefundFilter
+from .filters import FilterBackend, PaymentFilter, RefundFilter
 from .idempotency import IdempotentMixin
 from .parsers import DecimalJSONParser
 from .permissions import ADD, REFUND, VIEW, api_permission_classes
@@ -38,13 +38,6 @@ from .serializers import (
     RefundCreateSerializer,
     RefundSerializer,
 )
-
-try:
-    from ..exceptions import CheckInProgress
-except ImportError:  # pragma: no cover - older django-motp without held checks
-
-    class CheckInProgress(Exception):  # type: ignore[no-redef]
-        """Never raised: this version of the services does not hold checks."""
 
 
 class CheckRunning(APIException):
@@ -62,7 +55,7 @@ def service_errors() -> Iterator[None]:
     except DjangoValidationError as exc:
         raise ValidationError(as_serializer_error(exc)) from exc
     except CheckInProgress as exc:
-        raise CheckRunning(str(exc) or None) from exc
+        raise CheckRunning(exc.message or None) from exc
 
 
 class NewestFirstPagination(CursorPagination):
@@ -78,7 +71,7 @@ class MOTPViewSet(viewsets.GenericViewSet[Any]):
 
     parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
     pagination_class = NewestFirstPagination
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     #: Action -> the Django permission ``MOTPModelPermissions`` requires (default: view_payment).
     required_permissions: dict[str, str] = {}
 
@@ -95,6 +88,12 @@ class PaymentViewSet(
     filterset_class = PaymentFilter
     lookup_field = "out_trade_no"
     required_permissions = {"create": ADD, "sync": VIEW, "refunds": REFUND}
+
+    def get_serializer_class(self) -> Any:
+        # The browsable API's form for a new payment asks for what creating one takes.
+        if self.action in ("list", "create") and self.request.method == "POST":
+            return PaymentCreateSerializer
+        return PaymentSerializer
 
     def create(self, request: Request) -> Response:
         return self.idempotent(self.create_payment)

@@ -6,31 +6,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_motp', '0004_admin_search'),
+        ("django_motp", "0004_admin_search"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(help_text='Whose key it is.', max_length=255, verbose_name='scope')),
-                ('key', models.CharField(max_length=255, verbose_name='key')),
-                ('fingerprint', models.CharField(help_text="SHA-256 of the request's method, path and body.", max_length=64, verbose_name='request fingerprint')),
-                ('method', models.CharField(max_length=8, verbose_name='method')),
-                ('path', models.CharField(max_length=512, verbose_name='path')),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, help_text='Empty while the request runs.', null=True, verbose_name='answer status')),
-                ('response', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True, verbose_name='answer body')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='created')),
-                ('completed_at', models.DateTimeField(blank=True, null=True, verbose_name='completed')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        help_text="Whose key it is.", max_length=255, verbose_name="scope"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255, verbose_name="key")),
+                (
+                    "fingerprint",
+                    models.CharField(
+                        help_text="HMAC-SHA-256 of the request's method, path and body.",
+                        max_length=64,
+                        verbose_name="request fingerprint",
+                    ),
+                ),
+                ("method", models.CharField(max_length=8, verbose_name="method")),
+                ("path", models.CharField(max_length=512, verbose_name="path")),
+                (
+                    "status_code",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="Empty while the request runs.",
+                        null=True,
+                        verbose_name="answer status",
+                    ),
+                ),
+                (
+                    "response",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        null=True,
+                        verbose_name="answer body",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
+                (
+                    "completed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="completed"),
+                ),
             ],
             options={
-                'verbose_name': 'idempotency key',
-                'verbose_name_plural': 'idempotency keys',
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(fields=('scope', 'key'), name='motp_idempotency_key_unique')],
+                "verbose_name": "idempotency key",
+                "verbose_name_plural": "idempotency keys",
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("scope", "key"), name="motp_idempotency_key_unique"
+                    )
+                ],
             },
         ),
     ]

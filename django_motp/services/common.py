@@ -26,6 +26,8 @@ OUT_NO = re.compile(r"[A-Za-z0-9_-]{1,32}")
 AUTH_CODE = re.compile(r"\d{10,24}")
 CENT = Decimal("0.01")
 MAX_SUB_STORE_NAME = 64
+#: The largest service id a ``PositiveIntegerField`` holds on every database.
+MAX_SERVICE_ID = 2**31 - 1
 MAX_REFERENCE = 255
 
 _local = threading.local()
@@ -135,6 +137,10 @@ def payment_fields(
     service = motp_settings.SERVICE_ID if service_id is None else service_id
     if not isinstance(service, int) or isinstance(service, bool) or service <= 0:
         errors["service_id"] = _("The service id must be a positive whole number.")
+    elif service > MAX_SERVICE_ID:
+        errors["service_id"] = _("The service id can be at most %(max)s.") % {
+            "max": MAX_SERVICE_ID
+        }
     fields["service_id"] = service
     fields["sub_store_id"] = "" if sub_store_id is None else str(sub_store_id)
     if len(fields["sub_store_id"]) > 64:
@@ -162,9 +168,15 @@ def payment_fields(
     fields["reference"] = reference or ""
     try:
         fields["metadata"] = dict(metadata or {})
-        DjangoJSONEncoder().encode(fields["metadata"])
+        encoded = DjangoJSONEncoder().encode(fields["metadata"])
     except (TypeError, ValueError):
         errors["metadata"] = _("Metadata must be a dict of JSON values.")
+    else:
+        if "\\u0000" in encoded:  # PostgreSQL stores no NUL character, in text or in JSON
+            errors["metadata"] = _("Metadata may not contain NUL characters.")
+    for name in ("reference", "sub_store_id", "sub_store_name"):
+        if "\x00" in fields[name]:
+            errors[name] = _("This may not contain NUL characters.")
     if errors:
         raise ValidationError(errors)
     return fields

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from .models import Order
@@ -88,7 +89,7 @@ class OrderAdmin(admin.ModelAdmin):
             rows.append((number, payment.amount, payment.get_status_display()))
         if not rows:
             return "-"
-        return format_html_join(format_html("<br>"), "{} {} ({})", rows)
+        return format_html_join(mark_safe("<br>"), "{} {} ({})", rows)
 
     @admin.display(description=_("history"))
     def history(self, order: Order) -> str:
@@ -98,4 +99,4 @@ class OrderAdmin(admin.ModelAdmin):
         ]
         if not notes:
             return "-"
-        return format_html_join(format_html("<br>"), "{} &nbsp; {}", notes)
+        return format_html_join(mark_safe("<br>"), "{} &nbsp; {}", notes)

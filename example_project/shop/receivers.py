@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -68,7 +69,8 @@ def payment_succeeded(
     sender: Any, payment: Payment, event_id: UUID | None = None, late: bool = False, **kwargs: Any
 ) -> None:
     """The order is paid by the first payment that succeeds; any later one is a double charge,
-    logged and shown on the order (django-motp refunds it in full when ``REFUND_DUPLICATES``)."""
+    logged and shown on the order (django-motp refunds in full those it flags itself, when
+    ``REFUND_DUPLICATES``)."""
     with transaction.atomic():
         order = _order_for_update(payment.reference)
         if order is None or order.payment_id == payment.pk:
@@ -89,7 +91,11 @@ def payment_succeeded(
             order.save(update_fields=["status", "payment", "paid_at"])
             return
         first = order.payment.out_trade_no if order.payment else ""
-        if motp_settings.REFUND_DUPLICATES:
+        # django-motp refunds what it flagged as a double charge (a late success for a reference
+        # already paid); another payment for a paid order (say, taken by hand at the till with
+        # the order's number) is for a person to look at.
+        flagged = payment.attention == Payment.Attention.DOUBLE_CHARGE
+        if flagged and motp_settings.REFUND_DUPLICATES:
             then = _("It is refunded in full automatically.")
         else:
             then = _("Refund it from the admin.")
@@ -137,7 +143,12 @@ def refund_succeeded(
         else:
             text = _("Refunded %(amount)s (%(refund)s).")
         values = {"amount": amount, "payment": payment.out_trade_no, "refund": refund.out_refund_no}
-        if not _note(order, event_id, text % values) or order.payment_id != payment.pk:
+        if not _note(order, event_id, text % values):
+            return
+        if order.payment_id != payment.pk:
+            if order.attention and not _extra_charges_left(order):
+                order.attention = ""  # every extra charge is back with the buyer
+                order.save(update_fields=["attention"])
             return
         # The payment's ledger already counts every succeeded refund, this one included: set the
         # order from it rather than adding, so deliveries in any order and repeats agree.
@@ -147,6 +158,16 @@ def refund_succeeded(
         elif order.refunded_amount > 0:
             order.status = Order.Status.PARTLY_REFUNDED
         order.save(update_fields=["refunded_amount", "status"])
+
+
+def _extra_charges_left(order: Order) -> bool:
+    """Whether a payment other than the one that paid the order is not yet refunded in full."""
+    return (
+        Payment.objects.filter(reference=order.number, status=Payment.Status.SUCCEEDED)
+        .exclude(pk=order.payment_id)
+        .filter(refunded_amount__lt=F("amount"))
+        .exists()
+    )
 
 
 def refund_failed(sender: Any, refund: Refund, event_id: UUID | None = None, **kwargs: Any) -> None:

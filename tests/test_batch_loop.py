@@ -4,6 +4,7 @@ keeps itself going; with a real worker on Redis it settles what the per-row poll
 import threading
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from django_motp import services, tasks
@@ -17,6 +18,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 S = Payment.Status
 
 
+@pytest.fixture(autouse=True)
+def _no_loop_left():
+    """A loop a test ran (in a worker thread too) leaves no mark on the next test."""
+    yield
+    tasks._shutting_down.clear()
+    cache.delete(tasks.LOOP_ALIVE_KEY)
+
+
 @pytest.fixture
 def successors(monkeypatch):
     """The ``poll_due`` tasks each loop sends to take over, as their options."""
@@ -28,6 +37,11 @@ def successors(monkeypatch):
 def make_due(*objs):
     for obj in objs:
         type(obj).objects.filter(pk=obj.pk).update(next_check_at=timezone.now())
+
+
+def test_the_loop_is_registered_under_its_name():
+    assert tasks.poll_due.name == "django_motp.tasks.poll_due"
+    assert tasks.poll_due.ignore_result is True
 
 
 def test_the_loop_checks_what_is_due_and_hands_over_to_the_next(

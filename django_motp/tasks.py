@@ -3,14 +3,15 @@
 The database holds the schedule (``next_check_at``); broker messages are only the fast path.
 ``poll_due`` (started by celery beat every 10 s; one per worker process runs at a time) is a
 loop that claims every due check many rows at a time and makes them on a pool of threads
-(``services.BatchChecker``), with no message per check. ``poll_payment``/``poll_refund`` check
-one row: sent with a countdown when a payment or refund is created, and by the sweep; each poll
+(``services.BatchChecker``), with no message per check; while it runs (a key it keeps in the
+cache), the services send no poll either. Without it, ``poll_payment``/``poll_refund`` check one
+row: sent with a countdown when a payment or refund is created, and by the sweep; each poll
 first claims the row's due check (``services.claim_check``), so a duplicate delivery, a second
-worker, the loop, a check by hand or an outdated countdown does nothing, then calls the service,
-which enqueues the next check (not from within the loop: it finds them itself). ``sweep`` (run it
-every 15 s with celery beat) claims whatever is due and was left behind by a lost message or a
-dead worker, and delivers the signal events that their fast path did not deliver (a dead
-process, a receiver that raised).
+worker, a check by hand or an outdated countdown does nothing, then calls the service, which
+enqueues the next check. ``sweep`` (run it every 15 s with celery beat) claims whatever is due
+and was left behind by a lost message or a dead worker (in a process running the loop, the
+loop's own claims do that), and delivers the signal events that their fast path did not
+deliver (a dead process, a receiver that raised).
 """
 
 from __future__ import annotations

@@ -11,9 +11,13 @@ batches on threads, no message per check) on the given pool and concurrency. Mea
 - checks per second the worker makes (as the gateway counts them);
 - p50/p95 interval between two checks of one payment (target at N = 500: POLL_INTERVAL + 0.5 s);
 - p50/p95 from "paid at the gateway" to ``payment_succeeded`` delivered (its event's
-  ``delivered_at``; target at N = 500: POLL_INTERVAL + 1 s).
+  ``delivered_at``; target at N = 500: POLL_INTERVAL + 1 s);
+- the CPU time (user and system) of the worker's processes per check, which depends far less on
+  how busy the machine is than the rates.
 
-Needs PostgreSQL and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``).
+Needs PostgreSQL and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``). For tuning:
+``BENCH_NO_BASELINE=1`` runs the loop only, ``BENCH_WORKER_LOGLEVEL=INFO`` logs each task in
+the worker's log (``worker.log`` in the run's temporary folder, ``/tmp/motp-bench-*``).
 """
 
 from __future__ import annotations

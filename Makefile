@@ -100,8 +100,11 @@ compilemessages: $(VENV)/.installed-dev
 	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
 		$(DJANGO_ADMIN) compilemessages
 
+## The benchmarks, each figure beside its baseline (docs/performance.rst); the polling section
+## needs PostgreSQL and Redis (skipped with the reason without them). BENCH_ARGS=--quick: fewer
+## rounds and N = 100 only.
 bench: $(VENV)/.installed-test
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-newest .venv-django60 dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

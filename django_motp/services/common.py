@@ -141,9 +141,7 @@ def payment_fields(
     if not isinstance(service, int) or isinstance(service, bool) or service <= 0:
         errors["service_id"] = _("The service id must be a positive whole number.")
     elif service > MAX_SERVICE_ID:
-        errors["service_id"] = _("The service id can be at most %(max)s.") % {
-            "max": MAX_SERVICE_ID
-        }
+        errors["service_id"] = _("The service id can be at most %(max)s.") % {"max": MAX_SERVICE_ID}
     fields["service_id"] = service
     fields["sub_store_id"] = "" if sub_store_id is None else str(sub_store_id)
     if len(fields["sub_store_id"]) > 64:

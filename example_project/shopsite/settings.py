@@ -123,6 +123,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_BEAT_SCHEDULE = {
     "motp-sweep": {"task": "django_motp.tasks.sweep", "schedule": 15.0},
+    "motp-poll-due": {
+        "task": "django_motp.tasks.poll_due",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 

@@ -15,7 +15,7 @@ NEWEST_DJANGO ?= Django>=6
 DJANGO60_PYTHON ?= python3.12
 
 .PHONY: test test-sqlite test-postgres test-newest test-django60 test-other coverage demo lint \
-	type check-migrations dist bench docs clean
+	type check-migrations dist bench docs messages compilemessages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -94,8 +94,26 @@ docs: $(VENV)/.installed-docs
 	$(PY) -m pytest -p django_motp.testing docs/examples -q $(PYTEST_ARGS)
 	@echo "The docs are in docs/_build/html/index.html"
 
+## The translations (Khmer, Chinese) of django_motp and of the example shop: `make messages`
+## brings their .po files up to date with the code (then translate what is new), `make
+## compilemessages` compiles them into the .mo files that ship. Both need GNU gettext.
+DJANGO_ADMIN = DJANGO_SETTINGS_MODULE=tests.settings $(CURDIR)/$(VENV)/bin/django-admin
+MESSAGES = -l km -l zh_Hans --add-location=file --no-obsolete
+messages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) makemessages $(MESSAGES) --ignore 'sandbox/*'
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) makemessages $(MESSAGES)
+
+compilemessages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) compilemessages
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) compilemessages
+
+## The benchmarks, each figure beside its baseline (docs/performance.rst); the polling section
+## needs PostgreSQL and Redis (skipped with the reason without them). BENCH_ARGS=--quick: fewer
+## rounds and N = 100 only.
 bench: $(VENV)/.installed-test
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-newest .venv-django60 docs/_build docs/_generated dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ NEWEST_DJANGO ?= Django>=6
 DJANGO60_PYTHON ?= python3.12
 
 .PHONY: test test-sqlite test-postgres test-newest test-django60 test-other coverage demo lint \
-	type check-migrations dist bench campaign clean
+	type check-migrations dist bench campaign docs messages compilemessages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,8 +70,8 @@ demo: $(VENV)/.installed-demo
 		--sandbox-port $(SANDBOX_PORT) --sandbox-args "$(SANDBOX_ARGS)"
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check django_motp tests example_project bench
-	$(VENV)/bin/ruff format --check django_motp tests example_project bench
+	$(VENV)/bin/ruff check django_motp tests example_project bench docs
+	$(VENV)/bin/ruff format --check django_motp tests example_project bench docs
 
 type: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy django_motp
@@ -85,8 +85,35 @@ dist: $(VENV)/.installed-dev
 	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_wheel.py dist
 
+## The documentation site into docs/_build/html, read afresh (-E), warnings as errors; then its
+## code examples run (sphinx doctest against the sandbox, and the testing guide's pytest file).
+SPHINXOPTS ?= -W --keep-going -q -E
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build $(SPHINXOPTS) -b doctest docs docs/_build/doctest
+	$(PY) -m pytest -p django_motp.testing docs/examples -q $(PYTEST_ARGS)
+	@echo "The docs are in docs/_build/html/index.html"
+
+## The translations (Khmer, Chinese) of django_motp and of the example shop: `make messages`
+## brings their .po files up to date with the code (then translate what is new), `make
+## compilemessages` compiles them into the .mo files that ship. Both need GNU gettext.
+DJANGO_ADMIN = DJANGO_SETTINGS_MODULE=tests.settings $(CURDIR)/$(VENV)/bin/django-admin
+MESSAGES = -l km -l zh_Hans --add-location=file --no-obsolete
+messages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) makemessages $(MESSAGES) --ignore 'sandbox/*'
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) makemessages $(MESSAGES)
+
+compilemessages: $(VENV)/.installed-dev
+	cd django_motp && PYTHONPATH=$(CURDIR) $(DJANGO_ADMIN) compilemessages
+	cd example_project/shop && PYTHONPATH=$(CURDIR):$(CURDIR)/example_project \
+		$(DJANGO_ADMIN) compilemessages
+
+## The benchmarks, each figure beside its baseline (docs/performance.rst); the polling section
+## needs PostgreSQL and Redis (skipped with the reason without them). BENCH_ARGS=--quick: fewer
+## rounds and N = 100 only.
 bench: $(VENV)/.installed-test
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## The fault campaign and the secrets test alone, on PostgreSQL, at the size docs/reliability.rst
 ## reports (the PostgreSQL pass of `make test` runs them at 150 payments and 45 refunds):
@@ -98,4 +125,4 @@ campaign: $(VENV)/.installed-test
 		MOTP_CAMPAIGN_REFUNDS=$(CAMPAIGN_REFUNDS) $(PY) -m pytest -m campaign $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-newest .venv-django60 dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-newest .venv-django60 docs/_build docs/_generated dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -42,8 +42,8 @@ def main() -> int:
     parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, N = 100 only")
     parser.add_argument("--sizes", default="100,500,2000", help="polling: N values")
-    parser.add_argument("--pool", default="threads", help="polling: the worker's pool")
-    parser.add_argument("--concurrency", type=int, default=16, help="polling: its concurrency")
+    parser.add_argument("--pool", default="threads", help="polling: the loop worker's pool")
+    parser.add_argument("--concurrency", type=int, default=4, help="polling: its concurrency")
     args = parser.parse_args()
     sections = args.sections or list(SECTIONS)
     if "polling" in sections and os.environ.get("BENCH_POLLING_CHILD") != "1":

@@ -155,6 +155,19 @@ def main() -> None:
             print(
                 f"{name:<26} {count:>7} {seconds * 1000:>10.1f} {sql * 1000:>10.1f}  {slowest[:70]}"
             )
+        # The same queries whatever a page shows: 20 rows against 100, in the same run.
+        from django.contrib import admin
+
+        payment_admin = admin.site._registry[Payment]
+        kept = payment_admin.list_per_page
+        try:
+            for per_page in (20, 100):
+                payment_admin.list_per_page = per_page
+                count, seconds, sql, _ = measure(client, "/admin/django_motp/payment/")
+                name = f"default, {per_page} rows a page"
+                print(f"{name:<26} {count:>7} {seconds * 1000:>10.1f} {sql * 1000:>10.1f}")
+        finally:
+            payment_admin.list_per_page = kept
     finally:
         drop()
 

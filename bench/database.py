@@ -2,6 +2,9 @@
 
 - Queries and rows written per ``sync_payment`` of a pending payment ("not paid yet"), with the
   API call log on and off.
+- The same per check of the polling paths: a Celery poll per check (``poll_payment``: claim,
+  check, release; its message aside) against the ``poll_due`` loop's batches
+  (``services.check_due``: claims, release and all, on threads).
 - The call log's growth: bytes per row as stored, and rows and MB a day when N payments are
   unsettled at every moment and each is checked every ``POLL_INTERVAL`` (the busiest case).
 - One sweep claiming 1,000 due rows (the claim only, no HTTP).
@@ -37,6 +40,56 @@ def _cost_of_a_check(payments: list[Any]) -> tuple[float, float, float]:
         seconds = time.perf_counter() - started
     queries = captured.captured_queries
     return len(queries) / len(payments), _writes(queries) / len(payments), seconds / len(payments)
+
+
+class _Counter:
+    """Counts the queries and writes of every connection, in every thread (the batch checker's
+    threads open their own)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.queries = self.writes = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        with self._lock:
+            self.queries += 1
+            self.writes += sql.lstrip().upper().startswith(("INSERT", "UPDATE"))
+        return execute(sql, params, many, context)
+
+    def attach(self, sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
+        from django.db import connection as this_threads
+
+        target = connection or this_threads
+        if self not in target.execute_wrappers:
+            target.execute_wrappers.append(self)
+
+
+def _cost_of_polling(payments: list[Any], batch: bool) -> tuple[float, float]:
+    """Mean queries and writes per check of ``payments`` (all due): by ``poll_payment`` one at
+    a time, or by ``check_due`` on 4 threads."""
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+    from django.utils import timezone
+
+    from django_motp import services, tasks
+    from django_motp.models import Payment
+
+    Payment.objects.update(next_check_at=timezone.now())
+    counter = _Counter()
+    counter.attach(connection=connection)
+    connection_created.connect(counter.attach)
+    try:
+        if batch:
+            services.check_due(threads=4)
+        else:
+            for payment in payments:
+                tasks.poll_payment.run(payment.pk)
+    finally:
+        connection_created.disconnect(counter.attach)
+        connection.execute_wrappers.remove(counter)
+    return counter.queries / len(payments), counter.writes / len(payments)
 
 
 def _call_log_bytes_per_row(folder: str) -> float:
@@ -94,6 +147,17 @@ def run(server: Any, folder: str, quick: bool) -> Table:
         f"{on[0]:.1f}",
         f"{on[1]:.1f} rows written; log off: {off[0]:.1f} queries, {off[1]:.1f} rows written",
     )
+    for log in (True, False):
+        settings.MOTP = {**settings.MOTP, "LOG_API_CALLS": log}
+        per_row = _cost_of_polling(payments, batch=False)
+        batched = _cost_of_polling(payments, batch=True)
+        table.add(
+            f"queries per check by the poll_due loop, call log {'on' if log else 'off'}",
+            f"{batched[0]:.1f}",
+            f"{batched[1]:.1f} rows written; a poll per check: {per_row[0]:.1f} queries, "
+            f"{per_row[1]:.1f} rows written, and a broker message",
+        )
+    settings.MOTP = {**settings.MOTP, "LOG_API_CALLS": True}
     table.add(
         "time per sync_payment, call log on",
         f"{on[2] * 1000:.2f}ms",

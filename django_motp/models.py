@@ -165,7 +165,9 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.out_trade_no} {self.amount} {self.currency} ({self.status})"
+        # The status's label, lowercased: in English the same as its value, elsewhere translated.
+        status = str(self.get_status_display()).lower()
+        return f"{self.out_trade_no} {self.amount} {self.currency} ({status})"
 
     @property
     def refundable_amount(self) -> Decimal:
@@ -265,7 +267,9 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.out_refund_no} {self.amount} ({self.status})"
+        # As a payment's: the status's label, the same as its value in English.
+        status = str(self.get_status_display()).lower()
+        return f"{self.out_refund_no} {self.amount} ({status})"
 
     @property
     def is_final(self) -> bool:
@@ -327,6 +331,8 @@ class ApiCall(models.Model):
 
 class EventQuerySet(models.QuerySet["Event"]):
     def undelivered(self) -> EventQuerySet:
+        """Events not delivered yet: due, waiting for a retry after a receiver raised, or held
+        back by an earlier undelivered event of the same payment or refund."""
         return self.filter(delivered_at__isnull=True)
 
 

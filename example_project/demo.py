@@ -160,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "shopsite",
                 "worker",
                 "--beat",
-                "--pool=solo",
+                # As README's Operations section runs it: the poll_due loop holds one thread.
+                "--pool=threads",
+                "--concurrency=4",
                 "--loglevel=INFO",
             ],
         ),

@@ -124,7 +124,9 @@ class Launcher:
                 for line in self.lines:
                     if found := re.search(pattern, line):
                         return found
-                if self.process.poll() is not None and not self._changed.wait(1):
+                ended = self.process.poll() is not None
+                # Waiting releases the lock, so that the collecting thread can add lines.
+                if not self._changed.wait(0.5) and ended:
                     pytest.fail(f"the launcher ended without {pattern!r}:\n{self.output}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"no {pattern!r} after {timeout} s:\n{self.output}")

@@ -16,7 +16,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import services
-from ..models import Event
+from ..models import Event, Payment
 from .filters import DeliveryFilter, SignalFilter
 
 
@@ -81,7 +81,10 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("transition"))
     def transition(self, event: Event) -> str:
-        return f"{event.old_status} \u2192 {event.new_status}"
+        # The statuses' labels, lowercased: their values in English, translated elsewhere.
+        labels = dict(Payment.Status.choices)
+        old, new = (str(labels.get(v, v)).lower() for v in (event.old_status, event.new_status))
+        return f"{old} \u2192 {new}"
 
     @admin.display(description=_("last error"))
     def error_short(self, event: Event) -> str:

@@ -157,7 +157,7 @@ def check_payment(model_admin: PaymentAdmin, request: HttpRequest, object_id: st
     else:
         values = {"old": old, "new": payment.get_status_display(), "message": payment.message}
         if payment.get_status_display() != old:
-            text = gettext("Checked with the gateway: %(old)s \u2192 %(new)s (%(message)s).")
+            text = gettext("Checked with the gateway: %(old)s → %(new)s (%(message)s).")
             model_admin.message_user(request, text % values, messages.SUCCESS)
         else:
             text = gettext("Checked with the gateway: still %(new)s (%(message)s).")

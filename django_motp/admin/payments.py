@@ -17,9 +17,12 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils.formats import date_format, number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import ApiCall, Event, Payment, Refund
@@ -264,12 +267,12 @@ class PaymentAdmin(admin.ModelAdmin):
             (
                 (
                     reverse("admin:django_motp_apicall_change", args=[call.pk]),
-                    call.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    date_format(localtime(call.created_at), "SHORT_DATETIME_FORMAT"),
                     call.operation,
                     call.out_refund_no or "",
                     call.http_status or "-",
                     call.get_outcome_display(),
-                    f"{call.duration_ms} ms",
+                    gettext("%(ms)s ms") % {"ms": number_format(call.duration_ms)},
                 )
                 for call in calls
             ),
@@ -371,7 +374,7 @@ class PaymentAdmin(admin.ModelAdmin):
     def check_status(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         views.check_many(self, request, queryset)
 
-    @admin.action(description=_("Refund in full\u2026"), permissions=["refund"])
+    @admin.action(description=_("Refund in full…"), permissions=["refund"])
     def refund_in_full(
         self, request: HttpRequest, queryset: QuerySet[Payment]
     ) -> HttpResponseRedirect | None:

@@ -83,6 +83,12 @@ class MOTPViewSet(viewsets.GenericViewSet[Any]):
 class PaymentViewSet(
     IdempotentMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, MOTPViewSet
 ):
+    """Payments, named by their ``out_trade_no``; amounts are strings with two decimals. Send
+    every POST with an ``Idempotency-Key`` header, and again with the same key if no answer came.
+    """
+
+    # The docstring above is the schema's description of each payment operation (drf-spectacular
+    # would otherwise take IdempotentMixin's, which speaks to programmers).
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
@@ -164,6 +170,10 @@ class PaymentViewSet(
 
 @docs.refund_views
 class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MOTPViewSet):
+    """Refunds, named by their ``out_refund_no``, each with its payment's ``out_trade_no``;
+    amounts are strings with two decimals. Refund a payment with POST
+    ``/payments/{out_trade_no}/refunds/``."""
+
     queryset = Refund.objects.select_related("payment")
     serializer_class = RefundSerializer
     filterset_class = RefundFilter

@@ -11,7 +11,8 @@ before the gateway is called so that a crash mid-call loses nothing, and the HTT
 hold a transaction open.
 
 Modules: ``payments``, ``refunds``, ``transitions`` (state changes), ``events`` (delivery),
-``claims`` (one checker per row), ``answers`` (what each gateway answer means), ``common``.
+``claims`` (one checker per row), ``batch`` (due checks in batches, on threads), ``answers``
+(what each gateway answer means), ``common``.
 Services never import ``django_motp.tasks``; they hand the next check to
 ``django_motp.hooks``.
 """
@@ -19,7 +20,16 @@ Services never import ``django_motp.tasks``; they hand the next check to
 from __future__ import annotations
 
 from ..models import Payment, Refund
-from .claims import back_off, claim_check, claim_due, claim_lease, release
+from .batch import BatchChecker, check_due
+from .claims import (
+    back_off,
+    claim_check,
+    claim_due,
+    claim_lease,
+    hand_back,
+    next_due,
+    release,
+)
 from .common import get_client
 from .events import deliver_events
 from .payments import (
@@ -35,8 +45,10 @@ from .refunds import check_refund_claimed, refund_payment, sync_refund
 from .resolve import resolve_refund
 
 __all__ = [
+    "BatchChecker",
     "back_off",
     "check_claimed",
+    "check_due",
     "check_payment_claimed",
     "check_refund_claimed",
     "claim_check",
@@ -47,6 +59,8 @@ __all__ = [
     "create_quick_payment",
     "deliver_events",
     "get_client",
+    "hand_back",
+    "next_due",
     "reconcile_payment",
     "refund_double_charge",
     "refund_payment",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import Q
@@ -82,31 +82,57 @@ def claim_check(model: type[M], pk: int, due: datetime | None) -> M | None:
 def claim_due(model: type[Payment] | type[Refund], limit: int) -> tuple[list[int], datetime]:
     """Claim up to ``limit`` rows whose check is due, for the sweep. Returns their ids and the
     ``next_check_at`` (lease) they now carry, which the polls they are handed to claim in turn.
+    """
+    rows, lease = claim_due_rows(model, limit, values=("pk",))
+    return [pk for (pk,) in rows], lease
 
-    A short transaction with ``SELECT ... FOR UPDATE SKIP LOCKED`` so that concurrent sweeps
-    split the rows between them; no lock is held across an HTTP call.
+
+def claim_due_rows(
+    model: type[Payment] | type[Refund], limit: int, values: tuple[str, ...] | None = None
+) -> tuple[list[Any], datetime]:
+    """Claim up to ``limit`` rows whose check is due, the earliest first; returns them (model
+    instances, refunds with their payment; or tuples of ``values``) and the lease they carry.
+
+    One short transaction: ``SELECT ... FOR UPDATE SKIP LOCKED`` so that concurrent claimers
+    split the rows between them, one UPDATE that moves ``next_check_at`` and ``checking_until``
+    a lease ahead, and one SELECT of what was claimed. No lock is held across an HTTP call.
     """
     now = timezone.now()
     lease = now + timedelta(seconds=claim_lease())
     unsettled = [s for s in model.Status.values if s != model.Status.SUCCEEDED]
+    manager: Any = model._default_manager  # either model's manager; the stubs cannot join them
     with transaction.atomic():
         pks = list(
-            model._default_manager.select_for_update(skip_locked=True)
+            manager.select_for_update(skip_locked=True)
             .filter(_free(now), status__in=unsettled, next_check_at__lte=now)
             .order_by("next_check_at")
             .values_list("pk", flat=True)[:limit]
         )
+        if not pks:
+            return [], lease
         # Conditional: a poll may have claimed one of them since the SELECT (SQLite has no FOR
         # UPDATE), and then it is that poll's.
-        model._default_manager.filter(_free(now), pk__in=pks, next_check_at__lte=now).update(
+        manager.filter(_free(now), pk__in=pks, next_check_at__lte=now).update(
             next_check_at=lease, checking_until=lease
         )
-        pks = list(
-            model._default_manager.filter(pk__in=pks, next_check_at=lease).values_list(
-                "pk", flat=True
-            )
-        )
-    return pks, lease
+        claimed = manager.filter(pk__in=pks, next_check_at=lease, checking_until=lease)
+        if values is not None:
+            return list(claimed.values_list(*values)), lease
+        if model is Refund:
+            claimed = claimed.select_related("payment")
+        return list(claimed), lease
+
+
+def next_due(model: type[Payment] | type[Refund]) -> datetime | None:
+    """When the earliest check of an unsettled ``model`` row is due (None: no check is
+    planned); claimed rows count with their lease."""
+    unsettled = [s for s in model.Status.values if s != model.Status.SUCCEEDED]
+    return (
+        model._default_manager.filter(status__in=unsettled, next_check_at__isnull=False)
+        .order_by("next_check_at")
+        .values_list("next_check_at", flat=True)
+        .first()
+    )
 
 
 def release(model: type[Payment] | type[Refund], pk: int, lease: datetime | None) -> None:
@@ -115,11 +141,28 @@ def release(model: type[Payment] | type[Refund], pk: int, lease: datetime | None
         model._default_manager.filter(pk=pk, checking_until=lease).update(checking_until=None)
 
 
-def back_off(model: type[Payment] | type[Refund], pk: int, lease: datetime) -> None:
+def release_many(model: type[Payment] | type[Refund], pks: list[int], lease: datetime) -> None:
+    """End the claim ``lease`` on the rows ``pks`` that still carry it, in one UPDATE."""
+    if pks:
+        model._default_manager.filter(pk__in=pks, checking_until=lease).update(checking_until=None)
+
+
+def hand_back(model: type[Payment] | type[Refund], pk: int, lease: datetime) -> None:
+    """End the claim ``lease`` on row ``pk`` (if it is still that one) and make its check due
+    now, for whoever claims due rows next: a poll handed a claim that it leaves to the loop."""
+    model._default_manager.filter(pk=pk, checking_until=lease).update(
+        checking_until=None, next_check_at=timezone.now()
+    )
+
+
+def back_off(
+    model: type[Payment] | type[Refund], pk: int, lease: datetime, seconds: float | None = None
+) -> None:
     """A check claimed with ``lease`` (or re-claimed since by the poll it was handed to, with a
-    later one) raised: free the row and try it again after ``OUTAGE_INTERVAL``, never at full
-    speed."""
-    later = timezone.now() + timedelta(seconds=schedule.OUTAGE_INTERVAL)
+    later one) raised: free the row and try it again after ``seconds`` (``OUTAGE_INTERVAL`` by
+    default), never at full speed."""
+    wait = schedule.OUTAGE_INTERVAL if seconds is None else seconds
+    later = timezone.now() + timedelta(seconds=wait)
     model._default_manager.filter(pk=pk, checking_until__gte=lease).update(
         checking_until=None, next_check_at=later
     )
@@ -138,12 +181,14 @@ def held_by_hand(obj: Payment | Refund, wait: float | None = None) -> Iterator[d
         if model._default_manager.filter(_free(now), pk=obj.pk).update(checking_until=lease):
             break
         if time.monotonic() >= ends:
-            what = _("Payment") if model is Payment else _("Refund")
-            number = obj.out_trade_no if isinstance(obj, Payment) else obj.out_refund_no
-            raise CheckInProgress(
-                _("%(what)s %(number)s is being checked right now, try again in a moment.")
-                % {"what": what, "number": number}
-            )
+            # Whole sentences, not "%(what)s ...": a translation may need to word them apart.
+            if isinstance(obj, Payment):
+                text = _("Payment %(number)s is being checked right now, try again in a moment.")
+                number = obj.out_trade_no
+            else:
+                text = _("Refund %(number)s is being checked right now, try again in a moment.")
+                number = obj.out_refund_no
+            raise CheckInProgress(text % {"number": number})
         time.sleep(HAND_WAIT_STEP)
     try:
         yield lease

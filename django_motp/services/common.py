@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Model
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from ..client import MOTPClient
@@ -73,7 +74,9 @@ def clean_amount(value: Any, field: str, errors: dict[str, str]) -> Decimal | No
     if not amount.is_finite() or amount <= 0:
         errors[field] = _("The amount must be more than zero.")
     elif amount > MAX_AMOUNT:
-        errors[field] = _("The amount can be at most %(max)s.") % {"max": f"{MAX_AMOUNT:,}"}
+        errors[field] = _("The amount can be at most %(max)s.") % {
+            "max": number_format(MAX_AMOUNT, decimal_pos=2, force_grouping=True)
+        }
     elif amount != amount.quantize(CENT):
         errors[field] = _("%(amount)s has more than two decimals; amounts are in cents.") % {
             "amount": amount

@@ -32,7 +32,16 @@ S = Payment.Status
 
 
 def create_native_payment(amount: Any, **options: Any) -> Payment:
-    """Create a payment paid by the buyer scanning a QR code; ``payment.qr_code`` holds it.
+    """create_native_payment(amount, *, store_id=None, service_id=None, sub_store_id=None, \
+sub_store_name=None, fee_rate=None, out_trade_no=None, reference="", metadata=None)
+
+    Create a payment paid by the buyer scanning a QR code; ``payment.qr_code`` holds it.
+
+    ``amount`` is a ``Decimal`` (or a string or int; never a float) above 0 with at most two
+    decimals. ``store_id``, ``service_id`` and ``fee_rate`` (percent charged to the buyer on
+    top) default to ``MOTP["STORE_ID"]``, ``MOTP["SERVICE_ID"]`` and ``MOTP["FEE_RATE"]``;
+    ``out_trade_no`` is generated when not given (one already used is an error); ``reference``
+    (your order's number, say) and ``metadata`` (a JSON object) are yours, kept on the row.
 
     Returns the payment, pending with ``qr_code`` set (or pending without it when the gateway's
     answer was lost: polling then settles it). Raises ``ValidationError`` for bad input, before
@@ -42,7 +51,12 @@ def create_native_payment(amount: Any, **options: Any) -> Payment:
 
 
 def create_quick_payment(amount: Any, auth_code: str, **options: Any) -> Payment:
-    """Charge the buyer's payment code (the cashier scans it).
+    """create_quick_payment(amount, auth_code, *, store_id=None, service_id=None, \
+sub_store_id=None, sub_store_name=None, fee_rate=None, out_trade_no=None, reference="", \
+metadata=None)
+
+    Charge the buyer's payment code (the cashier scans it); ``auth_code`` is 10 to 24 digits,
+    never stored or logged. The other arguments are ``create_native_payment``'s.
 
     Waits for the gateway's answer, up to ``QUICK_PAY_TIMEOUT`` (the buyer may have to type a
     PIN), and returns the payment succeeded, failed (declined), or pending with polling
@@ -53,7 +67,12 @@ def create_quick_payment(amount: Any, auth_code: str, **options: Any) -> Payment
 
 
 def create_jsapi_payment(amount: Any, auth_code: str, **options: Any) -> Payment:
-    """Like ``create_quick_payment``, through the gateway's JSAPI (in-wallet) operation."""
+    """create_jsapi_payment(amount, auth_code, *, store_id=None, service_id=None, \
+sub_store_id=None, sub_store_name=None, fee_rate=None, out_trade_no=None, reference="", \
+metadata=None)
+
+    Like ``create_quick_payment``, through the gateway's JSAPI (in-wallet) operation.
+    """
     return _create_payment(Payment.Method.JSAPI, amount, auth_code, **options)
 
 

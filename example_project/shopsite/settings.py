@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the one chosen with the switcher (a cookie), else the browser's.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -95,6 +97,10 @@ CACHES = {
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# English, Khmer for the cashiers and shop owners, Chinese for buyers paying with Chinese wallets;
+# each named in its own language, as the switcher shows them.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("km", "ខ្មែរ"), ("zh-hans", "简体中文")]
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
@@ -117,6 +123,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_BEAT_SCHEDULE = {
     "motp-sweep": {"task": "django_motp.tasks.sweep", "schedule": 15.0},
+    "motp-poll-due": {
+        "task": "django_motp.tasks.poll_due",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 

@@ -73,7 +73,15 @@ def test_one_loop_per_process_at_a_time(motp_sandbox, successors, monkeypatch):
         return real(obj)
 
     monkeypatch.setattr(batch, "check_payment_claimed", held)
-    first = threading.Thread(target=lambda: tasks.poll_due.run(seconds=0.2, threads=1))
+    outcome: list = []
+
+    def run_first():
+        try:
+            outcome.append(tasks.poll_due.run(seconds=0.2, threads=1))
+        except Exception as err:
+            outcome.append(err)
+
+    first = threading.Thread(target=run_first)
     first.start()
     try:
         assert started.wait(10)
@@ -81,6 +89,7 @@ def test_one_loop_per_process_at_a_time(motp_sandbox, successors, monkeypatch):
     finally:
         go_on.set()
         first.join()
+    assert outcome == [1]  # the first loop made the check and ended normally
     assert motp_sandbox.calls("check_payment") == 1
     assert len(successors) == 1  # only the loop that ran hands over
 

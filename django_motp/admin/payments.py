@@ -13,6 +13,7 @@ from typing import Any
 
 import segno
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -124,34 +125,6 @@ class PaymentAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     actions = ("check_status", "refund_in_full")
     inlines = (RefundInline, EventInline)
-    readonly_fields = (
-        "out_trade_no",
-        "reference",
-        "status_badge",
-        "method",
-        "amount_display",
-        "buyer_total_display",
-        "fee_rate",
-        "refunded_display",
-        "refundable_display",
-        "transaction_id",
-        "message",
-        "store_id",
-        "service_id",
-        "sub_store_id",
-        "sub_store_name",
-        "created_at",
-        "paid_at",
-        "settled_at",
-        "deadline_at",
-        "next_check_at",
-        "late_checks_done",
-        "attention",
-        "attention_note",
-        "duplicate_of",
-        "metadata",
-        "api_calls",
-    )
     fieldsets = (
         (
             None,
@@ -205,6 +178,9 @@ class PaymentAdmin(admin.ModelAdmin):
         js = ("django_motp/admin.js",)
 
     # Permissions: nothing is edited or deleted here; refunds need their own permission.
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return flatten_fieldsets(self.fieldsets)  # every field shown, none editable
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -34,3 +34,14 @@ refund_failed = Signal()
 
 #: Sent on every refund transition. Args: ``refund``, ``old_status``, ``new_status``.
 refund_status_changed = Signal()
+
+#: Every signal's name, as ``Event.signal`` records it.
+NAMES = (
+    "payment_succeeded",
+    "payment_failed",
+    "payment_expired",
+    "payment_status_changed",
+    "refund_succeeded",
+    "refund_failed",
+    "refund_status_changed",
+)

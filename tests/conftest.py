@@ -172,15 +172,7 @@ def signal_log():
 
     log: list[tuple] = []
     receivers = []
-    for name in (
-        "payment_succeeded",
-        "payment_failed",
-        "payment_expired",
-        "payment_status_changed",
-        "refund_succeeded",
-        "refund_failed",
-        "refund_status_changed",
-    ):
+    for name in signals.NAMES:
 
         def receiver(sender, name=name, **kwargs):
             obj = kwargs.get("payment") or kwargs.get("refund")

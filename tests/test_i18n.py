@@ -23,7 +23,7 @@ from django.test import Client
 from django.utils import timezone, translation
 from django.utils.dates import MONTHS, MONTHS_3, MONTHS_AP
 
-from django_motp import services
+from django_motp import services, signals
 from django_motp.conf import DEFAULT_ENDPOINTS
 from django_motp.models import ApiCall, Event, Payment, Refund
 from django_motp.testing import AUTH_CODE_PAID
@@ -44,13 +44,7 @@ CATALOGS = ("km", "zh_Hans")
 KEEP = ("WeChat Pay", "Alipay", "MOTP", "JSAPI", "USD", "QR", "PIN", "API", "HTTP")
 #: Code values shown as they are (the events' signals and statuses, the API call operations).
 CODES = (
-    "payment_succeeded",
-    "payment_failed",
-    "payment_expired",
-    "payment_status_changed",
-    "refund_succeeded",
-    "refund_failed",
-    "refund_status_changed",
+    *signals.NAMES,
     *DEFAULT_ENDPOINTS,
     *Payment.Status.values,
 )

@@ -17,23 +17,12 @@ from django.db import connection
 from django_motp import services
 from django_motp.models import Payment
 from shop.models import Order
+from tests.test_browser import CHROMIUM, HEADLESS_FLAGS
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     pytest.mark.urls("shopsite.urls"),
-]
-
-CHROMIUM = "/usr/bin/chromium"
-HEADLESS_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 
 

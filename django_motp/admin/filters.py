@@ -14,6 +14,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .. import signals
 from ..conf import DEFAULT_ENDPOINTS
 from ..models import Event, Payment, Refund
 
@@ -133,12 +134,4 @@ class OperationFilter(ValuesFilter):
 class SignalFilter(ValuesFilter):
     title = _("signal")
     parameter_name = field = "signal"
-    values = (
-        "payment_succeeded",
-        "payment_failed",
-        "payment_expired",
-        "payment_status_changed",
-        "refund_succeeded",
-        "refund_failed",
-        "refund_status_changed",
-    )
+    values = signals.NAMES

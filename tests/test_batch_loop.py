@@ -74,8 +74,12 @@ def test_one_loop_per_process_at_a_time(motp_sandbox, successors, monkeypatch):
 
     monkeypatch.setattr(batch, "check_payment_claimed", held)
     outcome: list = []
+    # Celery's current app is per thread: the loop's thread must see the task ``successors``
+    # patched, whatever default app an earlier test left behind.
+    app = tasks.poll_due.app
 
     def run_first():
+        app.set_current()
         try:
             outcome.append(tasks.poll_due.run(seconds=0.2, threads=1))
         except Exception as err:

@@ -467,12 +467,15 @@ class Campaign:
             victim = self.loop_worker(workers) if self.loop else workers[0]
             log = victim.log.read_text(errors="replace")
             received = log.count("] received")
-            loops = log.count("poll_due[")  # its lines "received" and "succeeded"
+            loop_started = log.rfind("django_motp.tasks.poll_due[")
             calls = len(GATEWAY_CALL.findall(log))
+            # With the loop, the calls made since its poll_due was received.
+            in_loop = len(GATEWAY_CALL.findall(log, loop_started)) if loop_started >= 0 else 0
             victim.kill()
+            since = f" ({in_loop} since its poll_due loop started)" if self.loop else ""
             self.disruptions.append(
-                f"SIGKILL to {victim.name} and its pool, after {received} polls received "
-                f"({loops} poll_due lines) and {calls} gateway calls made"
+                f"SIGKILL to {victim.name} and its pool, after {received} tasks received, "
+                f"{calls} gateway calls made{since}"
             )
             victim.start()
         elif what == "broker":

@@ -23,9 +23,9 @@ from tests.campaign_processes import CeleryProcess, PrivateRedis, log_everything
 
 #: A request to the gateway, as urllib3 logs it at DEBUG in a worker's log.
 GATEWAY_CALL = re.compile(r'"(?:GET|POST) /\S* HTTP/[\d.]+" \d{3}')
-#: Gateway calls a worker has made since its ``poll_due`` started before it is killed, with the
-#: loop: its checks are under way, not just begun.
-LOOP_BUSY = 10
+#: Gateway calls the killed worker has made (with the loop, since its ``poll_due`` started)
+#: before it is killed: its checks are under way, not just begun.
+BUSY = 10
 
 
 @dataclass
@@ -467,7 +467,7 @@ class Campaign:
 
     def disrupt(self, what: str | None, workers: list[CeleryProcess]) -> None:
         if what == "kill":
-            victim = self.loop_worker(workers) if self.loop else workers[0]
+            victim = self.busy_worker(workers if self.loop else workers[:1])
             log = victim.log.read_text(errors="replace")
             received = log.count("] received")
             loop_started = log.rfind("django_motp.tasks.poll_due[")
@@ -489,21 +489,22 @@ class Campaign:
             revoked = self.sandbox.expire_tokens()
             self.disruptions.append(f"every token revoked ({revoked} alive)")
 
-    def loop_worker(self, workers: list[CeleryProcess]) -> CeleryProcess:
-        """A worker that received a ``poll_due`` and made ``LOOP_BUSY`` gateway calls since
-        (the loop runs 20 s and beat sends one every 10 s, so it runs one now), waiting for one
-        while the main loop goes on; after 60 s without one the first worker, recorded as an
+    def busy_worker(self, workers: list[CeleryProcess]) -> CeleryProcess:
+        """The first of ``workers`` that is busy, waiting for one while the main loop goes on:
+        with the loop, one that received a ``poll_due`` and made ``BUSY`` gateway calls since
+        (the loop runs 20 s and beat sends one every 10 s, so it runs one now); without, one
+        that made ``BUSY`` gateway calls. After 60 s without one, the first, recorded as an
         error."""
         deadline = time.monotonic() + 60
         with ThreadPoolExecutor(2) as refunders:
             while time.monotonic() < deadline:
                 for worker in workers:
                     log = worker.log.read_text(errors="replace") if worker.log.exists() else ""
-                    at = log.rfind("django_motp.tasks.poll_due[")
-                    if at >= 0 and len(GATEWAY_CALL.findall(log, at)) >= LOOP_BUSY:
+                    at = log.rfind("django_motp.tasks.poll_due[") if self.loop else 0
+                    if at >= 0 and len(GATEWAY_CALL.findall(log, at)) >= BUSY:
                         return worker
                 self.tick(refunders)
-        self.errors.append("no worker ran poll_due within 60 s of the kill's moment")
+        self.errors.append("no worker busy within 60 s of the kill's moment")
         return workers[0]
 
     def unsettled(self) -> dict[str, int]:

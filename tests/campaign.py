@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,12 @@ from typing import Any
 from tests.campaign_common import error_codes
 from tests.campaign_figures import CampaignResult
 from tests.campaign_processes import CeleryProcess, PrivateRedis, log_everything
+
+#: A request to the gateway, as urllib3 logs it at DEBUG in a worker's log.
+GATEWAY_CALL = re.compile(r'"(?:GET|POST) /\S* HTTP/[\d.]+" \d{3}')
+#: Gateway calls the killed worker has made (with the loop, since its ``poll_due`` started)
+#: before it is killed: its checks are under way, not just begun.
+BUSY = 10
 
 
 @dataclass
@@ -52,9 +59,20 @@ class Campaign:
     """
 
     def __init__(
-        self, server: Any, *, payments: int, refunds: int, workdir: Path, seed: int = 12
+        self,
+        server: Any,
+        *,
+        payments: int,
+        refunds: int,
+        workdir: Path,
+        seed: int = 12,
+        loop: bool = False,
     ) -> None:
         self.server = server
+        #: Whether the workers run the ``poll_due`` loop (in beat's schedule, on the threads
+        #: pool, as README's "Run the workers in production"), or only the per-row polls.
+        self.loop = loop
+        self.cache_prefix = f"campaign-{os.getpid()}-{time.time_ns()}"
         self.sandbox = server.state
         self.total_payments = payments
         self.total_refunds = refunds
@@ -90,8 +108,9 @@ class Campaign:
             "motp": settings.MOTP,
             "broker_url": self.redis.url,
             "cache_url": REDIS_URL,
-            "cache_prefix": f"campaign-{os.getpid()}-{time.time_ns()}",
+            "cache_prefix": self.cache_prefix,
             "sweep_every": 2.0,
+            "poll_due": self.loop,
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOTP_CAMPAIGN")}
         env.update(
@@ -257,16 +276,23 @@ class Campaign:
         started = time.monotonic()
         self.redis.start()
         env = self.process_env()
-        workers = [
-            # The first is the one killed midway: prefork, so its pool processes die with it.
-            self.worker("prefork", concurrency=2, env=env),
-            self.worker("threads", concurrency=4, env=env),
-        ]
+        if self.loop:
+            # Both as documented; the one killed midway is the one running a loop then.
+            workers = [
+                self.worker("threads", concurrency=4, env=env, name="a"),
+                self.worker("threads", concurrency=4, env=env, name="b"),
+            ]
+        else:
+            workers = [
+                # The first is the one killed midway: prefork, so its pool processes die with it.
+                self.worker("prefork", concurrency=2, env=env),
+                self.worker("threads", concurrency=4, env=env),
+            ]
         beat = CeleryProcess(
             "beat", ["beat", "-s", str(self.workdir / "beat-schedule")], env, self.workdir
         )
         self.celery_app()
-        with log_everything(self.workdir / "test-process.log"):
+        with log_everything(self.workdir / "test-process.log"), self.shared_cache():
             self.run_processes(workers, beat)
         self.sweep_last_time()
         return CampaignResult(
@@ -274,7 +300,7 @@ class Campaign:
             payments=Payment.objects.count(),
             refunds=self.refunds_made,
             seconds=time.monotonic() - started,
-            killed_concurrency=2,
+            killed_concurrency=self.killed_concurrency(),
             secrets=self.secrets,
             errors=self.errors,
             refusals=dict(self.refusals),
@@ -283,10 +309,41 @@ class Campaign:
             disruptions=self.disruptions,
         )
 
-    def worker(self, pool: str, *, concurrency: int, env: dict[str, str]) -> CeleryProcess:
-        args = ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{pool}@%h"]
+    def killed_concurrency(self) -> int:
+        """The most gateway calls the SIGKILLed worker can have had in flight: its pool's two
+        processes; with the loop, the loop's threads and the other three slots of its pool
+        (per-row polls sent while no loop was alive)."""
+        from django_motp.services.batch import THREADS
+
+        return THREADS + 3 if self.loop else 2
+
+    def shared_cache(self) -> contextlib.AbstractContextManager[Any]:
+        """With the loop, this process (the services' callers, as a web process) shares the
+        workers' cache, as a real site does: it sees the loop alive and sends no per-row poll
+        meanwhile. Without it, this process keeps the tests' own cache."""
+        from django.test import override_settings
+
+        from tests.helpers import REDIS_URL
+
+        if not self.loop:
+            return contextlib.nullcontext()
+        return override_settings(
+            CACHES={
+                "default": {
+                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": REDIS_URL,
+                    "KEY_PREFIX": self.cache_prefix,
+                }
+            }
+        )
+
+    def worker(
+        self, pool: str, *, concurrency: int, env: dict[str, str], name: str = ""
+    ) -> CeleryProcess:
+        node = f"{pool}{name}"
+        args = ["worker", "-P", pool, "-c", str(concurrency), "-n", f"{node}@%h"]
         args += ["--without-gossip", "--without-mingle"]
-        return CeleryProcess(f"worker-{pool}", args, env, self.workdir)
+        return CeleryProcess(f"worker-{node}", args, env, self.workdir)
 
     def run_processes(self, workers: list[CeleryProcess], beat: CeleryProcess) -> None:
         from django.db import connection
@@ -410,12 +467,20 @@ class Campaign:
 
     def disrupt(self, what: str | None, workers: list[CeleryProcess]) -> None:
         if what == "kill":
-            received = workers[0].log.read_text(errors="replace").count("] received")
-            workers[0].kill()
+            victim = self.busy_worker(workers if self.loop else workers[:1])
+            log = victim.log.read_text(errors="replace")
+            received = log.count("] received")
+            loop_started = log.rfind("django_motp.tasks.poll_due[")
+            calls = len(GATEWAY_CALL.findall(log))
+            # With the loop, the calls made since its poll_due was received.
+            in_loop = len(GATEWAY_CALL.findall(log, loop_started)) if loop_started >= 0 else 0
+            victim.kill()
+            since = f" ({in_loop} since its poll_due loop started)" if self.loop else ""
             self.disruptions.append(
-                f"SIGKILL to the prefork worker and its pool, after {received} polls received"
+                f"SIGKILL to {victim.name} and its pool, after {received} tasks received, "
+                f"{calls} gateway calls made{since}"
             )
-            workers[0].start()
+            victim.start()
         elif what == "broker":
             queued = self.redis.queued()
             self.redis.restart()
@@ -423,6 +488,24 @@ class Campaign:
         elif what == "tokens":
             revoked = self.sandbox.expire_tokens()
             self.disruptions.append(f"every token revoked ({revoked} alive)")
+
+    def busy_worker(self, workers: list[CeleryProcess]) -> CeleryProcess:
+        """The first of ``workers`` that is busy, waiting for one while the main loop goes on:
+        with the loop, one that received a ``poll_due`` and made ``BUSY`` gateway calls since
+        (the loop runs 20 s and beat sends one every 10 s, so it runs one now); without, one
+        that made ``BUSY`` gateway calls. After 60 s without one, the first, recorded as an
+        error."""
+        deadline = time.monotonic() + 60
+        with ThreadPoolExecutor(2) as refunders:
+            while time.monotonic() < deadline:
+                for worker in workers:
+                    log = worker.log.read_text(errors="replace") if worker.log.exists() else ""
+                    at = log.rfind("django_motp.tasks.poll_due[") if self.loop else 0
+                    if at >= 0 and len(GATEWAY_CALL.findall(log, at)) >= BUSY:
+                        return worker
+                self.tick(refunders)
+        self.errors.append("no worker busy within 60 s of the kill's moment")
+        return workers[0]
 
     def unsettled(self) -> dict[str, int]:
         from django_motp.models import Event, Payment, Refund

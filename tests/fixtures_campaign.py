@@ -114,7 +114,8 @@ def campaign_sandbox(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture
 def run_campaign(campaign_sandbox: Any, tmp_path: Path) -> Iterator[Any]:
-    """``run_campaign(payments, refunds) -> CampaignResult``: the campaign, run against
+    """``run_campaign(payments, refunds, loop=False) -> CampaignResult``: the campaign (with
+    ``loop``, its workers run the ``poll_due`` loop), run against
     ``campaign_sandbox`` with the receipt receiver connected here and in the workers; the
     processes' logs are in ``result.workdir``."""
     create_receipts_table()
@@ -122,8 +123,8 @@ def run_campaign(campaign_sandbox: Any, tmp_path: Path) -> Iterator[Any]:
     try:
         from tests.campaign import Campaign
 
-        yield lambda payments, refunds: Campaign(
-            campaign_sandbox, payments=payments, refunds=refunds, workdir=tmp_path
+        yield lambda payments, refunds, loop=False: Campaign(
+            campaign_sandbox, payments=payments, refunds=refunds, workdir=tmp_path, loop=loop
         ).run()
     finally:
         disconnect_receipts()

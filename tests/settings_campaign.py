@@ -2,9 +2,10 @@
 
 The test's own settings, plus what the campaign hands over in ``MOTP_CAMPAIGN_CONFIG`` (JSON):
 the test database's name, the ``MOTP`` dict pointing at the campaign's sandbox, the private
-Redis broker, and the key prefix of the token cache that every process shares (the machine's
-Redis, which the campaign never restarts). Every log record at DEBUG goes to the process's log
-file (``celery ... -f``), where the secrets test reads it.
+Redis broker, whether beat also starts the ``poll_due`` loop, and the key prefix of the cache
+(tokens, the loop's "alive" key) that every process shares (the machine's Redis, which the
+campaign never restarts). Every log record at DEBUG goes to the process's log file
+(``celery ... -f``), where the secrets test reads it.
 """
 
 import json
@@ -30,6 +31,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "motp-sweep": {"task": "django_motp.tasks.sweep", "schedule": _config["sweep_every"]},
 }
+if _config.get("poll_due"):
+    # The documented set-up (README, "Run the workers in production").
+    CELERY_BEAT_SCHEDULE["motp-poll-due"] = {
+        "task": "django_motp.tasks.poll_due",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    }
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

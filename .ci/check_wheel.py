@@ -21,12 +21,17 @@ if not any(name.endswith(".mo") for name in wanted):
     sys.exit("no compiled translation (.mo) found in django_motp/locale")
 
 wheel = next(dist.glob("*.whl"))
-in_wheel = set(zipfile.ZipFile(wheel).namelist())
+with zipfile.ZipFile(wheel) as archive:
+    in_wheel = set(archive.namelist())
 sdist = next(dist.glob("*.tar.gz"))
-in_sdist = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+with tarfile.open(sdist) as archive:
+    in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
 
 missing = [f"wheel: {n}" for n in wanted if n not in in_wheel]
 missing += [f"sdist: {n}" for n in wanted if n not in in_sdist]
 if missing:
     sys.exit("missing from the distributions:\n  " + "\n  ".join(missing))
-print(f"{wheel.name} and {sdist.name} carry all {len(wanted)} templates, static files, migrations and translations")
+print(
+    f"{wheel.name} and {sdist.name} carry all {len(wanted)} templates, static files, "
+    "migrations and translations"
+)

@@ -142,13 +142,17 @@ def _django_patterns() -> re.Pattern:
     ]:
         for entry in read_po(po):
             msgids.update(html.unescape(entry.get(k, "")) for k in ("msgid", "msgid_plural"))
-    placeholder = re.compile(r"%(?:\(\w+\))?[sd]")
-    # Only strings with words of their own: "%(a)s %(b)s" would match any two words.
-    alternatives = (
-        ".+?".join(re.escape(part) for part in parts)
-        for parts in (placeholder.split(msgid) for msgid in sorted(msgids))
-        if len(re.findall("[A-Za-z]", "".join(parts))) >= 4
-    )
+    # A placeholder takes the spaces around it: "Filter by %(field_name)s" shows as "Filter by"
+    # when the name is in an element of its own.
+    placeholder = re.compile(r"\s*%(?:\(\w+\))?[sd]\s*")
+    alternatives = []
+    for msgid in sorted(msgids):
+        parts = placeholder.split(msgid)
+        letters = len(re.findall("[A-Za-z]", "".join(parts)))
+        # A string with placeholders needs words of its own ("%(a)s %(b)s" would match any
+        # two words); one without is Django's however short ("Run").
+        if letters >= 4 or (len(parts) == 1 and letters):
+            alternatives.append(r"\s*.*?\s*".join(re.escape(part) for part in parts))
     return re.compile("(?:" + "|".join(alternatives) + ")")
 
 
